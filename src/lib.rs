@@ -1,0 +1,14 @@
+//! kubeharden: transactional, health-gated hardening of Kubernetes static pod manifests.
+//!
+//! Where things are:
+//! - `journal/`  the write-ahead journal (format spec: `journal-format/README.md`)
+//! - `store/`    the content-addressed object store (blake3 keys, zstd values)
+//! - `catalog/`  the SQLite index of versions and transactions, derived from the journal
+//! - `engine/`   state directory, transactions, recovery, durable replace
+//! - `manifest/` the byte-preserving flag editor
+//! - `fsys/`     the file-system trait, its real implementation and the power-loss simulator
+//! - `cli/`      argument parsing and the commands
+
+pub mod fsys;
+pub mod journal;
+pub mod manifest;
