@@ -12,3 +12,8 @@
 pub mod fsys;
 pub mod journal;
 pub mod manifest;
+pub mod catalog;
+pub mod engine;
+pub mod error;
+pub mod failpoint;
+pub mod store;

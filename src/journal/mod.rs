@@ -1,3 +1,4 @@
 pub mod format;
 pub mod reader;
 pub mod record;
+pub mod wal;

@@ -1,0 +1,142 @@
+//! The catalog: an SQLite index of versions and transactions for history and point-in-time
+//! queries. It is derived data: everything in it comes from journal records, applied in order,
+//! and `verify --repair` rebuilds it from the journal alone.
+
+mod apply;
+mod query;
+
+pub use query::{TxnFile, TxnRow, VersionRow};
+
+use crate::error::{Error, Result};
+use crate::journal::wal::Position;
+use rusqlite::{Connection, OptionalExtension};
+use std::path::Path;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) STRICT;
+CREATE TABLE IF NOT EXISTS versions (
+    path TEXT NOT NULL, version INTEGER NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL,
+    mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL, origin TEXT NOT NULL,
+    txn INTEGER, recorded_at INTEGER NOT NULL, on_disk_from INTEGER NOT NULL,
+    on_disk_until INTEGER, PRIMARY KEY (path, version)) STRICT;
+CREATE INDEX IF NOT EXISTS versions_by_hash ON versions (hash);
+CREATE TABLE IF NOT EXISTS objects (hash TEXT PRIMARY KEY, stored_size INTEGER NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS transactions (
+    txn INTEGER PRIMARY KEY, kind TEXT NOT NULL, reason TEXT NOT NULL, started_at INTEGER NOT NULL,
+    applied_at INTEGER, ended_at INTEGER, status TEXT NOT NULL, detail TEXT) STRICT;
+CREATE TABLE IF NOT EXISTS txn_files (
+    txn INTEGER NOT NULL, path TEXT NOT NULL,
+    before_hash TEXT NOT NULL, before_size INTEGER NOT NULL, before_mode INTEGER NOT NULL,
+    before_uid INTEGER NOT NULL, before_gid INTEGER NOT NULL,
+    after_hash TEXT NOT NULL, after_size INTEGER NOT NULL, after_mode INTEGER NOT NULL,
+    after_uid INTEGER NOT NULL, after_gid INTEGER NOT NULL,
+    PRIMARY KEY (txn, path)) STRICT;
+CREATE TABLE IF NOT EXISTS tail_cuts (
+    at INTEGER NOT NULL, segment INTEGER NOT NULL, offset INTEGER NOT NULL,
+    dropped INTEGER NOT NULL) STRICT;
+";
+
+/// The last journal record applied to the catalog: where it starts, its length and checksum,
+/// so a catalog that ran ahead of a journal cut back by a power loss is detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub pos: Position,
+    pub len: u64,
+    pub checksum: [u8; 8],
+}
+
+pub struct Catalog {
+    conn: Connection,
+}
+
+fn db_err(e: rusqlite::Error) -> Error {
+    Error::integrity(format!(
+        "catalog: {e}; run 'kubeharden verify --repair' to rebuild it from the journal"
+    ))
+}
+
+impl Catalog {
+    pub fn open(path: &Path) -> Result<Catalog> {
+        let conn = Connection::open(path).map_err(db_err)?;
+        // The catalog is rebuilt from the journal when it lags, so WAL with synchronous=NORMAL
+        // (which can lose the last commits at power loss but never corrupts) is enough.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db_err)?;
+        Self::init(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Catalog> {
+        Self::init(Connection::open_in_memory().map_err(db_err)?)
+    }
+
+    fn init(conn: Connection) -> Result<Catalog> {
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        let v: Option<i64> = conn
+            .query_row("SELECT value FROM meta WHERE key='schema'", [], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        match v {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(db_err)?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(Error::integrity(format!(
+                    "catalog schema {other} is not the one this kubeharden knows ({SCHEMA_VERSION}); \
+                     run 'kubeharden verify --repair' to rebuild it"
+                )))
+            }
+        }
+        Ok(Catalog { conn })
+    }
+
+    /// Forget everything (before a rebuild from the journal).
+    pub fn clear(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch(
+                "DELETE FROM versions; DELETE FROM objects; DELETE FROM transactions;
+                 DELETE FROM txn_files; DELETE FROM tail_cuts; DELETE FROM meta WHERE key <> 'schema';",
+            )
+            .map_err(db_err)
+    }
+
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let row: Option<(i64, i64, i64, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT (SELECT value FROM meta WHERE key='ck_segment'),
+                        (SELECT value FROM meta WHERE key='ck_offset'),
+                        (SELECT value FROM meta WHERE key='ck_len'),
+                        (SELECT value FROM meta WHERE key='ck_checksum')",
+                [],
+                |r| {
+                    let seg: Option<i64> = r.get(0)?;
+                    match seg {
+                        None => Ok(None),
+                        Some(seg) => Ok(Some((seg, r.get(1)?, r.get(2)?, r.get(3)?))),
+                    }
+                },
+            )
+            .map_err(db_err)?;
+        Ok(row.and_then(|(seg, off, len, ck)| {
+            Some(Checkpoint {
+                pos: Position {
+                    segment: u32::try_from(seg).ok()?,
+                    offset: u64::try_from(off).ok()?,
+                },
+                len: u64::try_from(len).ok()?,
+                checksum: ck.try_into().ok()?,
+            })
+        }))
+    }
+}

@@ -1,0 +1,195 @@
+//! The transactional engine: the state directory, recording versions, transactions with
+//! rollback, and recovery of incomplete ones. `transaction-protocol.md` is the contract.
+
+pub mod observe;
+pub mod recovery;
+pub mod replace;
+pub mod state;
+pub mod txn;
+
+use crate::catalog::Catalog;
+use crate::error::Result;
+use crate::fsys::Fs;
+use crate::journal::format::SEGMENT_HEADER_LEN;
+use crate::journal::record::Record;
+use crate::journal::wal::{self, Journal, Located, Position, Scan};
+use crate::store::ObjectStore;
+use state::StatePaths;
+use std::sync::Arc;
+
+/// Milliseconds since the epoch, from the wall clock.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// An engine whose journal has not been checked for incomplete transactions or a torn tail
+/// yet. Read-only commands may look at its catalog; only [`Unrecovered::recover`] turns it into
+/// an [`Engine`] that can append.
+pub struct Unrecovered {
+    fs: Arc<dyn Fs>,
+    paths: StatePaths,
+    store: ObjectStore,
+    catalog: Catalog,
+    /// Records in the journal that the catalog has not seen yet.
+    pending: Vec<Located>,
+    scan_end: Position,
+    torn: Option<wal::TornTail>,
+}
+
+pub struct Engine {
+    pub(crate) fs: Arc<dyn Fs>,
+    pub paths: StatePaths,
+    pub store: ObjectStore,
+    pub catalog: Catalog,
+    journal: Journal,
+    /// Appended (and possibly synced) but not yet in the catalog.
+    unapplied: Vec<Located>,
+    /// Appended since the last fsync.
+    unsynced: usize,
+}
+
+/// Read the journal from the catalog's checkpoint on. A checkpoint that does not name the record
+/// found at its position means the catalog ran ahead of (or away from) the journal: it is
+/// rebuilt from the start, since it is derived data.
+fn scan_after_checkpoint(fs: &dyn Fs, paths: &StatePaths, catalog: &mut Catalog) -> Result<Scan> {
+    let start = Position {
+        segment: 1,
+        offset: SEGMENT_HEADER_LEN as u64,
+    };
+    if let Some(ck) = catalog.checkpoint()? {
+        if let Ok(mut scan) = wal::scan_from(fs, &paths.journal, ck.pos) {
+            let first_matches = scan.records.first().is_some_and(|r| {
+                r.pos == ck.pos && r.decoded.len == ck.len && r.decoded.checksum == ck.checksum
+            });
+            if first_matches {
+                scan.records.remove(0);
+                return Ok(scan);
+            }
+        }
+        let full = wal::scan_from(fs, &paths.journal, start)?;
+        catalog.clear()?;
+        return Ok(full);
+    }
+    if catalog.version_count()? > 0 || catalog.max_txn()? > 0 {
+        catalog.clear()?;
+    }
+    wal::scan_from(fs, &paths.journal, start)
+}
+
+impl Unrecovered {
+    /// Open an existing or new state directory with the given catalog.
+    pub fn open(fs: Arc<dyn Fs>, paths: StatePaths, mut catalog: Catalog) -> Result<Unrecovered> {
+        let scan = scan_after_checkpoint(fs.as_ref(), &paths, &mut catalog)?;
+        let store = ObjectStore::new(fs.clone(), paths.objects.clone());
+        Ok(Unrecovered {
+            fs,
+            paths,
+            store,
+            catalog,
+            pending: scan.records,
+            scan_end: scan.end,
+            torn: scan.torn,
+        })
+    }
+
+    /// The catalog as it is, for read-only commands that do not hold the lock.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn store(&self) -> &ObjectStore {
+        &self.store
+    }
+
+    pub fn torn_tail(&self) -> Option<wal::TornTail> {
+        self.torn
+    }
+
+    /// Bring the catalog up to the journal without touching manifests (needs the lock).
+    pub fn catch_up_catalog(&mut self) -> Result<()> {
+        let store = &self.store;
+        self.catalog
+            .apply(&self.pending, &|h| store.stored_size(h).unwrap_or(0))?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Cut a torn tail (recording that it did) and open the journal for appending.
+    fn into_engine(mut self) -> Result<(Engine, Option<wal::TornTail>)> {
+        self.catch_up_catalog()?;
+        crate::failpoint::hit("recover.catalog_caught_up");
+        let mut end = self.scan_end;
+        let torn = self.torn;
+        if let Some(t) = &torn {
+            end = wal::cut_torn_tail(self.fs.as_ref(), &self.paths.journal, t)?;
+            crate::failpoint::hit("recover.tail_truncated");
+        }
+        let journal = Journal::open_at(self.fs.clone(), self.paths.journal.clone(), end)?;
+        let mut engine = Engine {
+            fs: self.fs,
+            paths: self.paths,
+            store: self.store,
+            catalog: self.catalog,
+            journal,
+            unapplied: Vec::new(),
+            unsynced: 0,
+        };
+        if let Some(t) = &torn {
+            engine.log(Record::TruncatedTail {
+                at: now_ms(),
+                segment: t.segment,
+                offset: t.offset,
+                dropped: t.dropped,
+            })?;
+            engine.sync()?;
+            crate::failpoint::hit("recover.tail_recorded");
+        }
+        Ok((engine, torn))
+    }
+}
+
+impl Engine {
+    pub fn fs(&self) -> &dyn Fs {
+        self.fs.as_ref()
+    }
+
+    /// Append a record; it reaches the catalog after the next `sync`.
+    pub(crate) fn log(&mut self, rec: Record) -> Result<()> {
+        let located = self.journal.append(&rec)?;
+        self.unapplied.push(located);
+        self.unsynced += 1;
+        Ok(())
+    }
+
+    /// fsync the journal, then index what is now durable.
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        self.sync_then("")
+    }
+
+    /// `sync`, with a crash point between the journal fsync and the catalog update.
+    pub(crate) fn sync_then(&mut self, crash_point: &'static str) -> Result<()> {
+        if self.unsynced > 0 {
+            self.journal.sync()?;
+            self.unsynced = 0;
+        }
+        if !crash_point.is_empty() {
+            crate::failpoint::hit(crash_point);
+        }
+        self.apply_to_catalog()
+    }
+
+    fn apply_to_catalog(&mut self) -> Result<()> {
+        if self.unapplied.is_empty() {
+            return Ok(());
+        }
+        let store = &self.store;
+        self.catalog
+            .apply(&self.unapplied, &|h| store.stored_size(h).unwrap_or(0))?;
+        self.unapplied.clear();
+        Ok(())
+    }
+
+    pub fn next_txn_id(&self) -> Result<u64> {
+        Ok(self.catalog.max_txn()? + 1)
+    }
+}

@@ -1,0 +1,291 @@
+//! Recovery (transaction-protocol.md, "Recovery at startup"): cut a torn tail, catch the
+//! catalog up, remove our leftover temps, and resolve every transaction that has a BEGIN but no
+//! terminal record — deciding from the files' bytes, not from the APPLIED record.
+
+use super::observe::read_file;
+use super::txn::{after_origin, Gate};
+use super::{now_ms, replace, Engine, Unrecovered};
+use crate::catalog::{TxnFile, TxnRow};
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::journal::record::{FileIntent, FileState, Origin, Record, TxnId, TxnKind, Version};
+use crate::journal::wal::TornTail;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Revert,
+    Replay,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub txn: TxnId,
+    /// `reverted`, `replayed`, `aborted` or `conflict` (cli.md).
+    pub action: &'static str,
+    pub paths: Vec<String>,
+    pub note: String,
+}
+
+#[derive(Debug, Default)]
+pub struct RecoveryReport {
+    pub resolved: Vec<Resolved>,
+    pub torn_tail: Option<TornTail>,
+    pub temps_removed: Vec<PathBuf>,
+}
+
+impl RecoveryReport {
+    pub fn conflicts(&self) -> Vec<&Resolved> {
+        self.resolved.iter().filter(|r| r.action == "conflict").collect()
+    }
+}
+
+enum OnDisk {
+    Before,
+    After,
+    Other,
+}
+
+fn kind_of(row: &TxnRow) -> TxnKind {
+    match row.kind.as_str() {
+        "restore" => TxnKind::Restore,
+        "remediate" => TxnKind::Remediate,
+        _ => TxnKind::Set,
+    }
+}
+
+impl Unrecovered {
+    /// Recover, then hand out an engine that can run transactions. `manifest_dirs` are swept
+    /// for leftover temps; `gate` is used by policy `replay`.
+    pub fn recover(
+        self,
+        policy: Policy,
+        manifest_dirs: &[PathBuf],
+        mut gate: Option<&mut dyn Gate>,
+    ) -> Result<(Engine, RecoveryReport)> {
+        let (mut engine, torn_tail) = self.into_engine()?;
+        let mut report = RecoveryReport {
+            torn_tail,
+            ..Default::default()
+        };
+        let open = engine.catalog.open_txns()?;
+        let mut dirs: Vec<PathBuf> = manifest_dirs.to_vec();
+        for t in &open {
+            for f in engine.catalog.txn_files(t.txn)? {
+                if let Some(p) = Path::new(&f.path).parent() {
+                    dirs.push(p.to_path_buf());
+                }
+            }
+        }
+        dirs.sort();
+        dirs.dedup();
+        for d in &dirs {
+            report
+                .temps_removed
+                .extend(replace::remove_leftover_temps(engine.fs(), d)?);
+        }
+        failpoint::hit("recover.temps_removed");
+        for t in open {
+            let files = engine.catalog.txn_files(t.txn)?;
+            let resolved = engine.resolve(&t, &files, policy, &mut gate)?;
+            failpoint::hit("recover.resolved_recorded");
+            report.resolved.push(resolved);
+        }
+        Ok((engine, report))
+    }
+}
+
+impl Engine {
+    fn resolve(
+        &mut self,
+        t: &TxnRow,
+        files: &[TxnFile],
+        policy: Policy,
+        gate: &mut Option<&mut dyn Gate>,
+    ) -> Result<Resolved> {
+        let txn = t.txn;
+        let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+        let mut states = Vec::new();
+        let mut strangers = Vec::new();
+        for f in files {
+            let now = read_file(self.fs(), Path::new(&f.path)).ok();
+            let s = match &now {
+                Some((_, st, _)) if *st == f.before => OnDisk::Before,
+                Some((_, st, _)) if *st == f.after => OnDisk::After,
+                _ => OnDisk::Other,
+            };
+            if matches!(s, OnDisk::Other) {
+                strangers.push((f, now));
+            }
+            states.push(s);
+        }
+        let at = now_ms();
+        if !strangers.is_empty() {
+            // Neither before nor after: someone else wrote it. Keep their bytes, touch nothing.
+            let mut names = Vec::new();
+            for (f, now) in strangers {
+                names.push(f.path.clone());
+                if let Some((bytes, state, _)) = now {
+                    self.store.put(&bytes)?;
+                    self.log(Record::Version(Version {
+                        path: f.path.clone(),
+                        state,
+                        origin: Origin::External,
+                        txn: 0,
+                        recorded_at: at,
+                        on_disk_from: at,
+                    }))?;
+                }
+            }
+            self.log(Record::Conflict {
+                txn,
+                at,
+                paths: names.clone(),
+            })?;
+            self.sync()?;
+            return Ok(Resolved {
+                txn,
+                action: "conflict",
+                paths,
+                note: format!(
+                    "{} changed by someone else (neither the before nor the after content of \
+                     transaction {txn}); left untouched and recorded as an external version",
+                    names.join(", ")
+                ),
+            });
+        }
+        let kind = kind_of(t);
+        let applied_at = t.applied_at.unwrap_or(t.started_at);
+        let at_after: Vec<&TxnFile> = files
+            .iter()
+            .zip(&states)
+            .filter(|(_, s)| matches!(s, OnDisk::After))
+            .map(|(f, _)| f)
+            .collect();
+        if policy == Policy::Replay {
+            let mut replay_err = None;
+            for (f, s) in files.iter().zip(&states) {
+                if matches!(s, OnDisk::Before) {
+                    let bytes = self.store.get(&f.after.hash)?;
+                    if let Err(e) = replace::durable_replace(self.fs(), Path::new(&f.path), &bytes, &f.after) {
+                        replay_err = Some(format!("re-applying {} failed: {e}", f.path));
+                        break;
+                    }
+                }
+            }
+            let intents: Vec<FileIntent> = files
+                .iter()
+                .map(|f| FileIntent {
+                    path: f.path.clone(),
+                    before: f.before,
+                    after: f.after,
+                })
+                .collect();
+            let verdict = match (replay_err, gate.as_mut()) {
+                (Some(e), _) => Err(e),
+                (None, Some(g)) => g.check(&intents),
+                (None, None) => Ok(()),
+            };
+            match verdict {
+                Ok(()) => {
+                    let now = now_ms();
+                    for f in files {
+                        self.log(Record::Version(Version {
+                            path: f.path.clone(),
+                            state: f.after,
+                            origin: after_origin(kind),
+                            txn,
+                            recorded_at: now,
+                            on_disk_from: if at_after.iter().any(|a| a.path == f.path) {
+                                applied_at
+                            } else {
+                                now
+                            },
+                        }))?;
+                    }
+                    self.log(Record::Commit { txn, at: now })?;
+                    self.sync()?;
+                    return Ok(Resolved {
+                        txn,
+                        action: "replayed",
+                        paths,
+                        note: String::new(),
+                    });
+                }
+                Err(why) => {
+                    let all: Vec<&TxnFile> = files.iter().collect();
+                    return self.revert(txn, kind, &all, applied_at, paths, why);
+                }
+            }
+        }
+        if at_after.is_empty() {
+            self.log(Record::Aborted { txn, at })?;
+            self.sync()?;
+            return Ok(Resolved {
+                txn,
+                action: "aborted",
+                paths,
+                note: "nothing had been applied".into(),
+            });
+        }
+        self.revert(txn, kind, &at_after, applied_at, paths, "incomplete at startup (policy revert)".into())
+    }
+
+    /// Write the before content back over every file now at its after content (or at anything
+    /// but before), and record REVERTED.
+    fn revert(
+        &mut self,
+        txn: TxnId,
+        kind: TxnKind,
+        files: &[&TxnFile],
+        applied_at: i64,
+        paths: Vec<String>,
+        why: String,
+    ) -> Result<Resolved> {
+        let mut rewritten: Vec<&TxnFile> = Vec::new();
+        for f in files {
+            let path = Path::new(&f.path);
+            let now: Option<FileState> = read_file(self.fs(), path).ok().map(|(_, s, _)| s);
+            if now == Some(f.before) {
+                continue;
+            }
+            let bytes = self.store.get(&f.before.hash)?;
+            replace::durable_replace(self.fs(), path, &bytes, &f.before).map_err(|e| {
+                Error::Critical(format!(
+                    "CRITICAL: reverting transaction {txn} failed on {}: {e}. Restore it by hand: {}",
+                    f.path,
+                    self.manual_restore_hint(&f.path, &f.before)
+                ))
+            })?;
+            failpoint::hit("recover.reverted_written");
+            rewritten.push(f);
+        }
+        let at = now_ms();
+        for f in &rewritten {
+            self.log(Record::Version(Version {
+                path: f.path.clone(),
+                state: f.after,
+                origin: after_origin(kind),
+                txn,
+                recorded_at: at,
+                on_disk_from: applied_at.min(at),
+            }))?;
+            self.log(Record::Version(Version {
+                path: f.path.clone(),
+                state: f.before,
+                origin: Origin::Recovery,
+                txn,
+                recorded_at: at,
+                on_disk_from: at,
+            }))?;
+        }
+        self.log(Record::Reverted { txn, at })?;
+        self.sync()?;
+        Ok(Resolved {
+            txn,
+            action: "reverted",
+            paths,
+            note: why,
+        })
+    }
+}

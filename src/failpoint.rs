@@ -1,0 +1,46 @@
+//! Named crash points: with cargo feature `failpoints`, `KUBEHARDEN_CRASH_AT=NAME` makes the
+//! process SIGKILL itself when it reaches `NAME` (no cleanup, no flush), so tests can prove the
+//! recovery invariants at every durable step. Without the feature, `hit` compiles to nothing.
+
+/// Every point, in protocol order. `kubeharden --list-crash-points` prints this list.
+pub const CRASH_POINTS: &[&str] = &[
+    "store.object_temp_synced",
+    "store.object_renamed",
+    "txn.external_version_recorded",
+    "txn.objects_stored",
+    "txn.begin_synced",
+    "replace.temp_created",
+    "replace.temp_written",
+    "replace.temp_synced",
+    "replace.renamed",
+    "replace.dir_synced",
+    "txn.applied_appended",
+    "txn.commit_synced",
+    "txn.catalog_updated",
+    "rollback.before_written",
+    "rollback.recorded",
+    "recover.tail_truncated",
+    "recover.tail_recorded",
+    "recover.reverted_written",
+    "recover.resolved_recorded",
+    "recover.temps_removed",
+    "recover.catalog_caught_up",
+    "snapshot.version_recorded",
+];
+
+#[cfg(feature = "failpoints")]
+pub fn hit(name: &'static str) {
+    use std::sync::OnceLock;
+    static TARGET: OnceLock<Option<String>> = OnceLock::new();
+    debug_assert!(CRASH_POINTS.contains(&name), "unlisted crash point {name}");
+    let target = TARGET.get_or_init(|| std::env::var("KUBEHARDEN_CRASH_AT").ok());
+    if target.as_deref() == Some(name) {
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
+        // SIGKILL cannot be caught; this only runs if kill itself failed.
+        std::process::abort();
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_name: &'static str) {}

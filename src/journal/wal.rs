@@ -1,0 +1,326 @@
+//! The journal as a directory of segment files: reading records across segments, appending,
+//! rotating, and cutting a torn tail. The byte format is in `format.rs` / `reader.rs` and
+//! `journal-format/README.md`.
+
+use super::format::{self, SEGMENT_HEADER_LEN};
+use super::reader::{check_segment_header, Decoded, HeaderProblem, ReadOutcome, SegmentReader};
+use super::record::Record;
+use crate::error::{Error, IoContext, Result};
+use crate::fsys::{Fs, FsFile, Kind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A new segment is started when the next record would push the current one past this.
+pub const SEGMENT_TARGET_BYTES: u64 = 8 << 20;
+
+/// Where a record starts: segment number and byte offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub segment: u32,
+    pub offset: u64,
+}
+
+/// A decoded record and where it was found.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub pos: Position,
+    pub decoded: Decoded,
+}
+
+/// An incomplete or unreadable final record at the end of the last segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TornTail {
+    pub segment: u32,
+    pub offset: u64,
+    pub dropped: u64,
+    pub reason: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Scan {
+    pub records: Vec<Located>,
+    /// Where the next record would go, if the tail were cut.
+    pub end: Position,
+    pub torn: Option<TornTail>,
+}
+
+pub fn segment_name(n: u32) -> String {
+    format!("{n:08}.wal")
+}
+
+/// Segment numbers present in `dir`, ascending; anything else there is corruption.
+pub fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<u32>> {
+    let mut segs = Vec::new();
+    for name in fs
+        .list_dir(dir)
+        .ctx(|| format!("listing {}", dir.display()))?
+    {
+        let num = name
+            .strip_suffix(".wal")
+            .filter(|s| s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u32>().ok());
+        match num {
+            Some(n) if n > 0 => segs.push(n),
+            _ => {
+                return Err(Error::integrity(format!(
+                    "unexpected file {} in the journal directory {}",
+                    name,
+                    dir.display()
+                )))
+            }
+        }
+    }
+    segs.sort_unstable();
+    for w in segs.windows(2) {
+        if w[1] != w[0] + 1 {
+            return Err(Error::integrity(format!(
+                "journal segment {} is missing (found {} and {})",
+                segment_name(w[0] + 1),
+                segment_name(w[0]),
+                segment_name(w[1])
+            )));
+        }
+    }
+    Ok(segs)
+}
+
+fn read_segment(fs: &dyn Fs, dir: &Path, n: u32) -> Result<Vec<u8>> {
+    let path = dir.join(segment_name(n));
+    let meta = fs
+        .metadata(&path)
+        .ctx(|| format!("stat {}", path.display()))?;
+    if meta.kind != Kind::File {
+        return Err(Error::integrity(format!(
+            "{} is not a regular file (symlink planted?)",
+            path.display()
+        )));
+    }
+    fs.read(&path)
+        .ctx(|| format!("reading journal segment {}", path.display()))
+}
+
+/// Read every record from `from` (a record start, or a segment start) to the end of the journal.
+/// A torn record is tolerated only at the very end of the last segment; anything else that fails
+/// to decode is corruption (exit 6).
+pub fn scan_from(fs: &dyn Fs, dir: &Path, from: Position) -> Result<Scan> {
+    let segs = list_segments(fs, dir)?;
+    let mut records = Vec::new();
+    let Some(&last) = segs.last() else {
+        return Ok(Scan {
+            records,
+            end: Position {
+                segment: 1,
+                offset: SEGMENT_HEADER_LEN as u64,
+            },
+            torn: None,
+        });
+    };
+    let mut end = from;
+    let mut torn = None;
+    for &n in segs.iter().filter(|&&n| n >= from.segment) {
+        let bytes = read_segment(fs, dir, n)?;
+        let is_last = n == last;
+        let corrupt = |offset: u64, reason: &str| {
+            Error::integrity(format!(
+                "reading journal segment {}: {reason} at offset {offset}; the journal is damaged \
+                 before its tail. Nothing was changed. Run 'kubeharden verify' for details",
+                segment_name(n)
+            ))
+        };
+        if let Err(problem) = check_segment_header(&bytes, n) {
+            if is_last && matches!(problem, HeaderProblem::Torn { .. }) {
+                torn = Some(TornTail {
+                    segment: n,
+                    offset: 0,
+                    dropped: bytes.len() as u64,
+                    reason: "incomplete segment header",
+                });
+                break;
+            }
+            return Err(corrupt(0, &problem.to_string()));
+        }
+        let start = if n == from.segment {
+            from.offset.max(SEGMENT_HEADER_LEN as u64)
+        } else {
+            SEGMENT_HEADER_LEN as u64
+        };
+        let mut reader = SegmentReader::new(&bytes, start);
+        end = Position {
+            segment: n,
+            offset: start,
+        };
+        loop {
+            match reader.next() {
+                Ok(ReadOutcome::Record(d)) => {
+                    let pos = Position {
+                        segment: n,
+                        offset: d.offset,
+                    };
+                    end.offset = d.offset + d.len;
+                    records.push(Located { pos, decoded: d });
+                }
+                Ok(ReadOutcome::End) => break,
+                // A torn record is only believable as the last thing ever written.
+                Ok(ReadOutcome::TornTail {
+                    offset,
+                    dropped,
+                    reason,
+                }) if is_last => {
+                    torn = Some(TornTail {
+                        segment: n,
+                        offset,
+                        dropped,
+                        reason,
+                    });
+                    break;
+                }
+                Ok(ReadOutcome::TornTail { offset, reason, .. }) => {
+                    return Err(corrupt(offset, reason));
+                }
+                Err(c) => return Err(corrupt(c.offset, c.reason)),
+            }
+        }
+    }
+    Ok(Scan { records, end, torn })
+}
+
+/// The appender. Only built by recovery, after any torn tail has been cut.
+pub struct Journal {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    segment: u32,
+    len: u64,
+    file: Option<Box<dyn FsFile>>,
+}
+
+impl Journal {
+    /// Open for appending at `end` (from a scan with its torn tail already cut).
+    pub fn open_at(fs: Arc<dyn Fs>, dir: PathBuf, end: Position) -> Result<Journal> {
+        let mut j = Journal {
+            fs,
+            dir,
+            segment: end.segment,
+            len: end.offset,
+            file: None,
+        };
+        let exists = j.fs.metadata(&j.segment_path()).is_ok();
+        if !exists {
+            j.create_segment(end.segment)?;
+        }
+        Ok(j)
+    }
+
+    fn segment_path(&self) -> PathBuf {
+        self.dir.join(segment_name(self.segment))
+    }
+
+    /// A new segment is durable (header fsynced, directory fsynced) before any record goes in it.
+    fn create_segment(&mut self, n: u32) -> Result<()> {
+        let path = self.dir.join(segment_name(n));
+        let mut f = self
+            .fs
+            .create_new(&path, 0o600)
+            .ctx(|| format!("creating journal segment {}", path.display()))?;
+        f.write_all(&format::encode_segment_header(n))
+            .and_then(|_| f.sync())
+            .ctx(|| format!("writing journal segment header {}", path.display()))?;
+        self.fs
+            .sync_dir(&self.dir)
+            .ctx(|| format!("fsync {}", self.dir.display()))?;
+        self.segment = n;
+        self.len = SEGMENT_HEADER_LEN as u64;
+        self.file = Some(f);
+        Ok(())
+    }
+
+    fn file(&mut self) -> Result<&mut Box<dyn FsFile>> {
+        if self.file.is_none() {
+            let path = self.segment_path();
+            let f = self
+                .fs
+                .open_append(&path)
+                .ctx(|| format!("opening journal segment {}", path.display()))?;
+            self.file = Some(f);
+        }
+        Ok(self.file.as_mut().expect("just opened"))
+    }
+
+    /// Append one record (not yet durable: call `sync`). Returns it as a reader would see it.
+    pub fn append(&mut self, rec: &Record) -> Result<Located> {
+        let frame = format::encode_record(rec);
+        if self.len > SEGMENT_HEADER_LEN as u64
+            && self.len + frame.len() as u64 > SEGMENT_TARGET_BYTES
+        {
+            // Seal the full segment before starting the next: it is never written again.
+            self.sync()?;
+            self.file = None;
+            self.create_segment(self.segment + 1)?;
+        }
+        let pos = Position {
+            segment: self.segment,
+            offset: self.len,
+        };
+        let path = self.segment_path();
+        self.file()?
+            .write_all(&frame)
+            .ctx(|| format!("appending to journal segment {}", path.display()))?;
+        self.len += frame.len() as u64;
+        Ok(Located {
+            pos,
+            decoded: Decoded {
+                offset: pos.offset,
+                len: frame.len() as u64,
+                checksum: format::record_checksum(&frame),
+                record: rec.clone(),
+            },
+        })
+    }
+
+    /// fsync the current segment. A failure is final: the caller fails the transaction.
+    pub fn sync(&mut self) -> Result<()> {
+        let path = self.segment_path();
+        self.file()?
+            .sync()
+            .ctx(|| format!("fsync journal segment {}", path.display()))
+    }
+
+
+    pub fn end(&self) -> Position {
+        Position {
+            segment: self.segment,
+            offset: self.len,
+        }
+    }
+}
+
+/// Cut a torn tail off (durably). A segment whose header itself is torn is removed.
+pub fn cut_torn_tail(fs: &dyn Fs, dir: &Path, torn: &TornTail) -> Result<Position> {
+    let path = dir.join(segment_name(torn.segment));
+    if torn.offset == 0 {
+        fs.remove_file(&path)
+            .ctx(|| format!("removing torn segment {}", path.display()))?;
+        fs.sync_dir(dir)
+            .ctx(|| format!("fsync {}", dir.display()))?;
+        let prev = torn.segment - 1;
+        if prev == 0 {
+            return Ok(Position {
+                segment: 1,
+                offset: SEGMENT_HEADER_LEN as u64,
+            });
+        }
+        let len = fs
+            .metadata(&dir.join(segment_name(prev)))
+            .ctx(|| format!("stat segment {}", segment_name(prev)))?
+            .len;
+        return Ok(Position {
+            segment: prev,
+            offset: len,
+        });
+    }
+    fs.truncate(&path, torn.offset)
+        .ctx(|| format!("truncating journal segment {}", path.display()))?;
+    Ok(Position {
+        segment: torn.segment,
+        offset: torn.offset,
+    })
+}
