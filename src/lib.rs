@@ -9,11 +9,12 @@
 //! - `fsys/`     the file-system trait, its real implementation and the power-loss simulator
 //! - `cli/`      argument parsing and the commands
 
-pub mod fsys;
-pub mod journal;
-pub mod manifest;
 pub mod catalog;
+pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+pub mod fsys;
+pub mod journal;
+pub mod manifest;
 pub mod store;

@@ -38,9 +38,18 @@ impl Catalog {
             apply_one(&tx, &r.decoded.record, stored_size).map_err(db_err)?;
         }
         let ck = [
-            ("ck_segment", rusqlite::types::Value::Integer(last.pos.segment as i64)),
-            ("ck_offset", rusqlite::types::Value::Integer(last.pos.offset as i64)),
-            ("ck_len", rusqlite::types::Value::Integer(last.decoded.len as i64)),
+            (
+                "ck_segment",
+                rusqlite::types::Value::Integer(last.pos.segment as i64),
+            ),
+            (
+                "ck_offset",
+                rusqlite::types::Value::Integer(last.pos.offset as i64),
+            ),
+            (
+                "ck_len",
+                rusqlite::types::Value::Integer(last.decoded.len as i64),
+            ),
             (
                 "ck_checksum",
                 rusqlite::types::Value::Blob(last.decoded.checksum.to_vec()),
@@ -58,7 +67,13 @@ impl Catalog {
     }
 }
 
-fn set_status(tx: &Transaction, txn: u64, status: &str, at: i64, detail: Option<&str>) -> rusqlite::Result<()> {
+fn set_status(
+    tx: &Transaction,
+    txn: u64,
+    status: &str,
+    at: i64,
+    detail: Option<&str>,
+) -> rusqlite::Result<()> {
     tx.execute(
         "UPDATE transactions SET status = ?2, ended_at = ?3, detail = COALESCE(?4, detail)
          WHERE txn = ?1",
@@ -67,7 +82,11 @@ fn set_status(tx: &Transaction, txn: u64, status: &str, at: i64, detail: Option<
     Ok(())
 }
 
-fn apply_one(tx: &Transaction, rec: &Record, stored_size: &dyn Fn(&Hash) -> u64) -> rusqlite::Result<()> {
+fn apply_one(
+    tx: &Transaction,
+    rec: &Record,
+    stored_size: &dyn Fn(&Hash) -> u64,
+) -> rusqlite::Result<()> {
     match rec {
         Record::Begin(b) => insert_begin(tx, b),
         Record::Applied { txn, at } => {
@@ -135,7 +154,11 @@ fn insert_begin(tx: &Transaction, b: &Begin) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn insert_version(tx: &Transaction, v: &Version, stored_size: &dyn Fn(&Hash) -> u64) -> rusqlite::Result<()> {
+fn insert_version(
+    tx: &Transaction,
+    v: &Version,
+    stored_size: &dyn Fn(&Hash) -> u64,
+) -> rusqlite::Result<()> {
     let prev: Option<i64> = tx
         .query_row(
             "SELECT MAX(version) FROM versions WHERE path = ?1",

@@ -5,6 +5,7 @@
 mod apply;
 mod query;
 
+pub use apply::{kind_name, origin_name};
 pub use query::{TxnFile, TxnRow, VersionRow};
 
 use crate::error::{Error, Result};
@@ -15,7 +16,7 @@ use std::path::Path;
 const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) STRICT;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value ANY) STRICT;
 CREATE TABLE IF NOT EXISTS versions (
     path TEXT NOT NULL, version INTEGER NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL,
     mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL, origin TEXT NOT NULL,
@@ -59,6 +60,25 @@ fn db_err(e: rusqlite::Error) -> Error {
 
 impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog> {
+        // Created 0600 and never through a link, before SQLite opens it (its -wal and -shm files
+        // take the database's mode).
+        use std::os::unix::fs::OpenOptionsExt;
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path);
+        match created {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(Error::Io {
+                    context: format!("creating {}", path.display()),
+                    source: e,
+                })
+            }
+        }
         let conn = Connection::open(path).map_err(db_err)?;
         // The catalog is rebuilt from the journal when it lags, so WAL with synchronous=NORMAL
         // (which can lose the last commits at power loss but never corrupts) is enough.
@@ -78,7 +98,9 @@ impl Catalog {
     fn init(conn: Connection) -> Result<Catalog> {
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         let v: Option<i64> = conn
-            .query_row("SELECT value FROM meta WHERE key='schema'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(db_err)?;
         match v {
@@ -92,9 +114,9 @@ impl Catalog {
             Some(SCHEMA_VERSION) => {}
             Some(other) => {
                 return Err(Error::integrity(format!(
-                    "catalog schema {other} is not the one this kubeharden knows ({SCHEMA_VERSION}); \
+                "catalog schema {other} is not the one this kubeharden knows ({SCHEMA_VERSION}); \
                      run 'kubeharden verify --repair' to rebuild it"
-                )))
+            )))
             }
         }
         Ok(Catalog { conn })

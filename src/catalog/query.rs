@@ -39,7 +39,9 @@ pub struct TxnRow {
 pub fn parse_hash(hex: &str) -> Result<Hash> {
     let bytes = hex.as_bytes();
     if bytes.len() != 64 {
-        return Err(Error::integrity(format!("catalog holds a bad hash {hex:?}")));
+        return Err(Error::integrity(format!(
+            "catalog holds a bad hash {hex:?}"
+        )));
     }
     let mut out = [0u8; 32];
     for (i, chunk) in bytes.chunks(2).enumerate() {
@@ -50,7 +52,7 @@ pub fn parse_hash(hex: &str) -> Result<Hash> {
     Ok(out)
 }
 
-fn state_at(r: &Row, first: usize) -> rusqlite::Result<(String, u64, u32, u32, u32)> {
+fn state_at(r: &Row, first: usize) -> rusqlite::Result<RawState> {
     Ok((
         r.get(first)?,
         r.get::<_, i64>(first + 1)? as u64,
@@ -60,7 +62,7 @@ fn state_at(r: &Row, first: usize) -> rusqlite::Result<(String, u64, u32, u32, u
     ))
 }
 
-fn to_state(s: (String, u64, u32, u32, u32)) -> Result<FileState> {
+fn to_state(s: RawState) -> Result<FileState> {
     Ok(FileState {
         hash: parse_hash(&s.0)?,
         size: s.1,
@@ -73,7 +75,18 @@ fn to_state(s: (String, u64, u32, u32, u32)) -> Result<FileState> {
 const VERSION_COLS: &str = "path, version, hash, size, mode, uid, gid, origin, txn, recorded_at, \
                             on_disk_from, on_disk_until";
 
-type RawVersion = (String, u64, (String, u64, u32, u32, u32), String, Option<i64>, i64, i64, Option<i64>);
+type RawState = (String, u64, u32, u32, u32);
+
+type RawVersion = (
+    String,
+    u64,
+    RawState,
+    String,
+    Option<i64>,
+    i64,
+    i64,
+    Option<i64>,
+);
 
 fn raw_version(r: &Row) -> rusqlite::Result<RawVersion> {
     Ok((
@@ -212,8 +225,10 @@ impl Catalog {
                  FROM txn_files WHERE txn = ?1 ORDER BY path",
             )
             .map_err(db_err)?;
-        let raw: Vec<(String, (String, u64, u32, u32, u32), (String, u64, u32, u32, u32))> = stmt
-            .query_map([id as i64], |r| Ok((r.get(0)?, state_at(r, 1)?, state_at(r, 6)?)))
+        let raw: Vec<(String, RawState, RawState)> = stmt
+            .query_map([id as i64], |r| {
+                Ok((r.get(0)?, state_at(r, 1)?, state_at(r, 6)?))
+            })
             .map_err(db_err)?
             .collect::<rusqlite::Result<_>>()
             .map_err(db_err)?;
@@ -249,7 +264,11 @@ impl Catalog {
     pub fn store_bytes(&self) -> Result<u64> {
         let n: i64 = self
             .conn
-            .query_row("SELECT COALESCE(SUM(stored_size), 0) FROM objects", [], |r| r.get(0))
+            .query_row(
+                "SELECT COALESCE(SUM(stored_size), 0) FROM objects",
+                [],
+                |r| r.get(0),
+            )
             .map_err(db_err)?;
         Ok(n as u64)
     }

@@ -25,8 +25,12 @@ pub fn read_file(fs: &dyn crate::fsys::Fs, path: &Path) -> Result<(Vec<u8>, File
     if !replace::check_target(fs, path)? {
         return Err(Error::usage(format!("{}: no such file", path.display())));
     }
-    let meta = fs.metadata(path).ctx(|| format!("stat {}", path.display()))?;
-    let bytes = fs.read(path).ctx(|| format!("reading {}", path.display()))?;
+    let meta = fs
+        .metadata(path)
+        .ctx(|| format!("stat {}", path.display()))?;
+    let bytes = fs
+        .read(path)
+        .ctx(|| format!("reading {}", path.display()))?;
     let state = FileState {
         hash: hash_bytes(&bytes),
         size: bytes.len() as u64,

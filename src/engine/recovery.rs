@@ -36,7 +36,10 @@ pub struct RecoveryReport {
 
 impl RecoveryReport {
     pub fn conflicts(&self) -> Vec<&Resolved> {
-        self.resolved.iter().filter(|r| r.action == "conflict").collect()
+        self.resolved
+            .iter()
+            .filter(|r| r.action == "conflict")
+            .collect()
     }
 }
 
@@ -167,7 +170,9 @@ impl Engine {
             for (f, s) in files.iter().zip(&states) {
                 if matches!(s, OnDisk::Before) {
                     let bytes = self.store.get(&f.after.hash)?;
-                    if let Err(e) = replace::durable_replace(self.fs(), Path::new(&f.path), &bytes, &f.after) {
+                    if let Err(e) =
+                        replace::durable_replace(self.fs(), Path::new(&f.path), &bytes, &f.after)
+                    {
                         replay_err = Some(format!("re-applying {} failed: {e}", f.path));
                         break;
                     }
@@ -228,7 +233,14 @@ impl Engine {
                 note: "nothing had been applied".into(),
             });
         }
-        self.revert(txn, kind, &at_after, applied_at, paths, "incomplete at startup (policy revert)".into())
+        self.revert(
+            txn,
+            kind,
+            &at_after,
+            applied_at,
+            paths,
+            "incomplete at startup (policy revert)".into(),
+        )
     }
 
     /// Write the before content back over every file now at its after content (or at anything

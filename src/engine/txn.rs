@@ -75,7 +75,9 @@ impl Engine {
         let mut bodies = Vec::new();
         for c in changes {
             let before = c.observed.state;
-            let (mode, uid, gid) = c.after_meta.unwrap_or((before.mode, before.uid, before.gid));
+            let (mode, uid, gid) = c
+                .after_meta
+                .unwrap_or((before.mode, before.uid, before.gid));
             let after = FileState {
                 hash: hash_bytes(&c.after_bytes),
                 size: c.after_bytes.len() as u64,
@@ -116,12 +118,17 @@ impl Engine {
         self.sync_then("txn.begin_synced")?;
 
         for (intent, body) in intents.iter().zip(&bodies) {
-            if let Err(e) = replace::durable_replace(self.fs(), Path::new(&intent.path), body, &intent.after) {
+            if let Err(e) =
+                replace::durable_replace(self.fs(), Path::new(&intent.path), body, &intent.after)
+            {
                 return self.roll_back(txn, kind, &intents, None, format!("the write failed: {e}"));
             }
         }
         let applied_at = now_ms();
-        self.log(Record::Applied { txn, at: applied_at })?;
+        self.log(Record::Applied {
+            txn,
+            at: applied_at,
+        })?;
         failpoint::hit("txn.applied_appended");
 
         if let Some(gate) = gate {
@@ -146,7 +153,13 @@ impl Engine {
         })();
         if let Err(e) = committed {
             // fsyncgate: a failed fsync is not retried as if the data were safe.
-            return self.roll_back(txn, kind, &intents, Some(applied_at), format!("recording the commit failed: {e}"));
+            return self.roll_back(
+                txn,
+                kind,
+                &intents,
+                Some(applied_at),
+                format!("recording the commit failed: {e}"),
+            );
         }
         failpoint::hit("txn.catalog_updated");
         Ok(TxnReport {

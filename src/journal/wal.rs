@@ -284,7 +284,6 @@ impl Journal {
             .ctx(|| format!("fsync journal segment {}", path.display()))
     }
 
-
     pub fn end(&self) -> Position {
         Position {
             segment: self.segment,

@@ -62,8 +62,8 @@ impl ObjectStore {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).ctx(|| format!("creating {}", sub.display())),
         }
-        let compressed = zstd::bulk::compress(bytes, ZSTD_LEVEL)
-            .ctx(|| "compressing an object".to_string())?;
+        let compressed =
+            zstd::bulk::compress(bytes, ZSTD_LEVEL).ctx(|| "compressing an object".to_string())?;
         // We hold the state lock, so a temp with this name can only be a crashed run's leftover.
         let temp = sub.join(format!(".{}.tmp", &hex[2..]));
         let _ = self.fs.remove_file(&temp);

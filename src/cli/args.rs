@@ -1,0 +1,192 @@
+//! Raw command-line arguments (clap derive). `cli.md` is the contract for every name here.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubeharden",
+    version,
+    about = "Transactional, health-gated hardening of Kubernetes static pod manifests",
+    long_about = "kubeharden edits the kubelet's static pod manifests as journaled transactions: \
+every version a manifest ever had is kept (history, show, diff, restore), a crash or power loss \
+mid-change is recovered at the next start, and nothing is overwritten before its exact bytes are \
+stored.\n\nExit codes: 0 done, 1 audit found a failing check, 2 usage error or bad input (nothing \
+changed), 3 change rolled back or recovery conflict, 4 CRITICAL rollback failed, 5 state lock busy, \
+6 integrity error in the store.",
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    /// Print the named crash points (builds with the `failpoints` feature only) and exit.
+    #[arg(long, global = false)]
+    pub list_crash_points: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Journal, object store, catalog and lock.
+    #[arg(
+        long,
+        env = "KUBEHARDEN_STATE_DIR",
+        default_value = "/var/lib/kubeharden",
+        global = true
+    )]
+    pub state_dir: PathBuf,
+    /// The kubelet's static pod folder.
+    #[arg(
+        long,
+        env = "KUBEHARDEN_MANIFESTS_DIR",
+        default_value = "/etc/kubernetes/manifests",
+        global = true
+    )]
+    pub manifests_dir: PathBuf,
+    /// Where pki/, admin.conf, scheduler.conf and controller-manager.conf live.
+    #[arg(
+        long,
+        env = "KUBEHARDEN_KUBERNETES_DIR",
+        default_value = "/etc/kubernetes",
+        global = true
+    )]
+    pub kubernetes_dir: PathBuf,
+    /// text for people, json for scripts (exactly one JSON document on stdout).
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text, global = true)]
+    pub output: OutputFormat,
+    /// Seconds to wait for the state lock; 0 fails at once (exit 5).
+    #[arg(long, default_value_t = 30, global = true, value_name = "SECS")]
+    pub lock_timeout: u64,
+    /// Policy for the recovery every mutating command runs first.
+    #[arg(long, env = "KUBEHARDEN_RECOVERY_POLICY", value_enum, default_value_t = PolicyArg::Revert, global = true, hide_short_help = true)]
+    pub recovery_policy: PolicyArg,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyArg {
+    /// Put back the before content of an incomplete transaction.
+    Revert,
+    /// Finish an incomplete transaction (re-apply, gate, commit; revert if unhealthy).
+    Replay,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartCheck {
+    Auto,
+    Proc,
+    None,
+}
+
+/// Health-gate options of set, restore and remediate.
+#[derive(Args, Debug, Clone)]
+pub struct GateArgs {
+    /// Commit right after the durable write: no restart wait, probe or audit.
+    #[arg(long)]
+    pub no_health_gate: bool,
+    /// Total seconds for restart + healthy; past it the change is rolled back.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub health_timeout: u64,
+    /// Probe this URL instead of the manifest's probes (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub probe: Vec<String>,
+    /// How to prove the kubelet restarted the component with the new flags.
+    #[arg(long, value_enum, default_value_t = RestartCheck::Auto)]
+    pub restart_check: RestartCheck,
+    /// Verify the probed server's certificate with this CA.
+    #[arg(long, value_name = "FILE")]
+    pub probe_ca: Option<PathBuf>,
+    /// Client certificate to present to the probed server.
+    #[arg(long, value_name = "FILE", requires = "probe_key")]
+    pub probe_cert: Option<PathBuf>,
+    /// Key of --probe-cert.
+    #[arg(long, value_name = "FILE", requires = "probe_cert")]
+    pub probe_key: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Set or remove command-line flags of a container, as one journaled transaction.
+    Set {
+        /// File name in the manifests dir (kube-apiserver.yaml) or a path.
+        manifest: String,
+        /// NAME=VALUE, flag name without its dashes (repeatable).
+        #[arg(long = "flag", value_name = "NAME=VALUE")]
+        flags: Vec<String>,
+        /// Flag to remove (repeatable).
+        #[arg(long = "unset", value_name = "NAME")]
+        unset: Vec<String>,
+        /// Container to edit (default: the one named like the pod, else the only one).
+        #[arg(long)]
+        container: Option<String>,
+        /// Why; kept in the journal.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Print the diff and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        gate: GateArgs,
+    },
+    /// Record the current content of manifests as versions (before/after kubeadm upgrade).
+    Snapshot {
+        /// Files to record (default: every *.yaml, *.yml, *.json in the manifests dir).
+        manifests: Vec<String>,
+    },
+    /// Every recorded version, oldest first.
+    History { manifest: Option<String> },
+    /// Print a version's exact bytes (default: the latest recorded).
+    Show {
+        manifest: String,
+        #[arg(long, conflicts_with = "at")]
+        version: Option<String>,
+        /// The content the file had on disk at TIME (RFC 3339, or YYYY-MM-DD HH:MM[:SS] local).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+    /// Unified diff between two versions (TO defaults to the file on disk now).
+    Diff {
+        manifest: String,
+        /// Version number.
+        from: String,
+        /// Version number, or "current" (default).
+        to: Option<String>,
+    },
+    /// Point-in-time restore of a version, as a journaled transaction.
+    Restore {
+        manifest: String,
+        #[arg(long, conflicts_with = "at", required_unless_present = "at")]
+        version: Option<String>,
+        /// The content the file had on disk at TIME (RFC 3339, or YYYY-MM-DD HH:MM[:SS] local).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Print the diff and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        gate: GateArgs,
+    },
+    /// Resolve incomplete transactions now.
+    Recover {
+        #[arg(long, value_enum, default_value_t = PolicyArg::Revert)]
+        policy: PolicyArg,
+    },
+    /// Incomplete transactions, drift, last transaction, store size.
+    Status,
+    /// Check journal checksums, object hashes, and the catalog against the journal.
+    Verify {
+        /// Rebuild the catalog from the journal and objects.
+        #[arg(long)]
+        repair: bool,
+    },
+}

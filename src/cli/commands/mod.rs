@@ -1,0 +1,4 @@
+pub mod maintenance;
+pub mod restore;
+pub mod txn_output;
+pub mod versions;

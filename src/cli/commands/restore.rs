@@ -1,0 +1,108 @@
+//! `restore`: point-in-time restore of a version, as a journaled transaction.
+
+use super::txn_output::{exit_code, outcome, summary, txn_json};
+use super::versions::{parse_version_number, select};
+use crate::cli::args::GateArgs;
+use crate::cli::context::{stop_on_conflict, Ctx};
+use crate::cli::output::{unified_diff, Outcome};
+use crate::cli::time::parse_time;
+use crate::engine::txn::{Change, TxnReport, TxnStatus};
+use crate::error::{Error, Result};
+use crate::journal::record::{FileState, TxnKind};
+use crate::store::objects::hash_bytes;
+use serde_json::json;
+
+/// Until the health gate lands, a change must say it goes without one.
+pub fn require_no_gate(gate: &GateArgs, command: &str) -> Result<()> {
+    if gate.no_health_gate {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "the health gate is not built yet in this version of kubeharden; '{command}' needs \
+         --no-health-gate (the change is then committed right after the durable write, without \
+         waiting for the component to restart)"
+    )))
+}
+
+pub struct RestoreArgs<'a> {
+    pub manifest: &'a str,
+    pub version: Option<&'a str>,
+    pub at: Option<&'a str>,
+    pub reason: &'a str,
+    pub dry_run: bool,
+    pub gate: &'a GateArgs,
+}
+
+pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
+    // Bad input is refused before the state is even opened: nothing may change.
+    if let Some(v) = a.version {
+        parse_version_number(v)?;
+    }
+    if let Some(t) = a.at {
+        parse_time(t)?;
+    }
+    if !a.dry_run {
+        require_no_gate(a.gate, "restore")?;
+    }
+    let path = ctx.manifest_path(a.manifest)?;
+    let key = path.to_string_lossy().into_owned();
+    let mut locked = ctx.open_mutating()?;
+    stop_on_conflict(&locked.report)?;
+    let engine = &mut locked.engine;
+    let row = select(&engine.catalog, &key, a.version, a.at)?;
+    let target = engine.store.get(&row.state.hash)?;
+    let observed = engine.observe(&path)?;
+    let reason = if a.reason.is_empty() {
+        format!("restore version {}", row.version)
+    } else {
+        a.reason.to_string()
+    };
+    let before = observed.state;
+    if a.dry_run {
+        let after = FileState {
+            hash: hash_bytes(&target),
+            ..row.state
+        };
+        let diff = unified_diff(
+            &observed.bytes,
+            &target,
+            &format!("{key} (on disk)"),
+            &format!("{key}@v{}", row.version),
+        );
+        let report = TxnReport {
+            txn: None,
+            status: TxnStatus::Noop,
+            files: Vec::new(),
+            reason,
+        };
+        let status = if before == after { "noop" } else { "dry_run" };
+        let entry = txn_json(
+            &report,
+            status,
+            &key,
+            &before,
+            &after,
+            &[],
+            json!({"skipped": true}),
+        );
+        return Ok(outcome(vec![entry], diff, 0));
+    }
+    let change = Change {
+        observed,
+        after_bytes: target,
+        after_meta: Some((row.state.mode, row.state.uid, row.state.gid)),
+    };
+    let report = engine.transact(TxnKind::Restore, &reason, vec![change], None)?;
+    let after = report.files.first().map_or(before, |f| f.after);
+    let entry = txn_json(
+        &report,
+        report.status.as_str(),
+        &key,
+        &before,
+        &after,
+        &[],
+        json!({"skipped": true, "reason": "--no-health-gate"}),
+    );
+    let text = summary(&report, &key);
+    Ok(outcome(vec![entry], text, exit_code(report.status)))
+}

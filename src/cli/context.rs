@@ -1,0 +1,197 @@
+//! Opening the state for a command: read-only (never waits for the lock) or mutating (lock,
+//! then recovery with the configured policy), and resolving MANIFEST arguments.
+
+use super::args::{Global, PolicyArg};
+use crate::catalog::Catalog;
+use crate::engine::recovery::{Policy, RecoveryReport};
+use crate::engine::state::{self, StateLock, StatePaths};
+use crate::engine::{Engine, Unrecovered};
+use crate::error::{Error, IoContext, Result};
+use crate::fsys::real::RealFs;
+use crate::fsys::Fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Ctx {
+    pub global: Global,
+    pub fs: Arc<dyn Fs>,
+    pub paths: StatePaths,
+}
+
+/// A mutating command's view: it holds the lock until dropped.
+pub struct Locked {
+    pub engine: Engine,
+    pub report: RecoveryReport,
+    _lock: StateLock,
+}
+
+/// A read-only view. `fresh` is false when another process held the lock, so the catalog may
+/// lag the journal by that process's transaction.
+pub struct ReadView {
+    pub unrecovered: Unrecovered,
+    pub fresh: bool,
+    _lock: Option<StateLock>,
+}
+
+pub fn policy(p: PolicyArg) -> Policy {
+    match p {
+        PolicyArg::Revert => Policy::Revert,
+        PolicyArg::Replay => Policy::Replay,
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()
+            .ctx(|| "reading the current directory".into())?
+            .join(p))
+    }
+}
+
+impl Ctx {
+    pub fn new(global: Global) -> Result<Ctx> {
+        let root = absolute(&global.state_dir)?;
+        Ok(Ctx {
+            paths: StatePaths::new(&root),
+            fs: Arc::new(RealFs),
+            global,
+        })
+    }
+
+    /// The manifests dir, absolute with symlinks in it resolved (so one file has one key).
+    pub fn manifests_dir(&self) -> Result<PathBuf> {
+        let d = absolute(&self.global.manifests_dir)?;
+        std::fs::canonicalize(&d).ctx(|| format!("manifests dir {}", d.display()))
+    }
+
+    /// A MANIFEST argument: a file name in the manifests dir, or a path. The file itself is not
+    /// resolved (a symlinked manifest is refused later, with a reason).
+    pub fn manifest_path(&self, arg: &str) -> Result<PathBuf> {
+        if arg.is_empty() {
+            return Err(Error::usage("empty MANIFEST argument"));
+        }
+        let p = Path::new(arg);
+        let (dir, name) = if arg.contains('/') {
+            let abs = absolute(p)?;
+            let name = abs
+                .file_name()
+                .ok_or_else(|| Error::usage(format!("{arg}: not a file path")))?
+                .to_owned();
+            let parent = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
+            let dir =
+                std::fs::canonicalize(&parent).map_err(|e| Error::usage(format!("{arg}: {e}")))?;
+            (dir, name)
+        } else {
+            (self.manifests_dir()?, p.as_os_str().to_owned())
+        };
+        Ok(dir.join(name))
+    }
+
+    fn open_catalog(&self, allow_reset: bool) -> Result<Catalog> {
+        match Catalog::open(&self.paths.catalog) {
+            Ok(c) => Ok(c),
+            // Derived data: a catalog that cannot be opened is rebuilt from the journal.
+            Err(e) if allow_reset => {
+                eprintln!("kubeharden: {e}; rebuilding the catalog from the journal");
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    let p = PathBuf::from(format!("{}{suffix}", self.paths.catalog.display()));
+                    let _ = std::fs::remove_file(p);
+                }
+                Catalog::open(&self.paths.catalog)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lock, recover with the configured policy, and return an engine ready for transactions.
+    pub fn open_mutating(&self) -> Result<Locked> {
+        self.open_mutating_with(policy(self.global.recovery_policy))
+    }
+
+    pub fn open_mutating_with(&self, policy: Policy) -> Result<Locked> {
+        state::prepare(self.fs.as_ref(), &self.paths, true)?;
+        let lock = state::lock(&self.paths, Duration::from_secs(self.global.lock_timeout))?;
+        let catalog = self.open_catalog(true)?;
+        let un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog)?;
+        let dirs: Vec<PathBuf> = self.manifests_dir().into_iter().collect();
+        let (engine, report) = un.recover(policy, &dirs, None)?;
+        print_recovery_notes(&report);
+        Ok(Locked {
+            engine,
+            report,
+            _lock: lock,
+        })
+    }
+
+    /// Open for reading; `None` when no state exists yet.
+    pub fn open_read_only(&self) -> Result<Option<ReadView>> {
+        if !state::prepare(self.fs.as_ref(), &self.paths, false)? {
+            return Ok(None);
+        }
+        let lock = state::try_lock(&self.paths)?;
+        let catalog = self.open_catalog(lock.is_some())?;
+        let mut un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog)?;
+        if lock.is_some() {
+            un.catch_up_catalog()?;
+        } else {
+            eprintln!(
+                "kubeharden: another kubeharden holds the state lock; showing the catalog as it \
+                 is (its transaction may not be listed yet)"
+            );
+        }
+        Ok(Some(ReadView {
+            fresh: lock.is_some(),
+            unrecovered: un,
+            _lock: lock,
+        }))
+    }
+}
+
+pub fn print_recovery_notes(report: &RecoveryReport) {
+    if let Some(t) = &report.torn_tail {
+        eprintln!(
+            "kubeharden: recovery cut a torn journal tail ({}: {} bytes at offset {} of segment {})",
+            t.reason, t.dropped, t.offset, t.segment
+        );
+    }
+    for p in &report.temps_removed {
+        eprintln!(
+            "kubeharden: recovery removed leftover temp file {}",
+            p.display()
+        );
+    }
+    for r in &report.resolved {
+        eprintln!(
+            "kubeharden: recovery: transaction {} {} ({}){}",
+            r.txn,
+            r.action,
+            r.paths.join(", "),
+            if r.note.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.note)
+            }
+        );
+    }
+}
+
+/// A conflict found while recovering stops a mutating command (protocol: warn and exit 3).
+pub fn stop_on_conflict(report: &RecoveryReport) -> Result<()> {
+    let conflicts = report.conflicts();
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(Error::RolledBack(format!(
+        "recovery found files changed by someone else during an incomplete transaction: {}; \
+         they were left untouched and recorded as external versions. Check them \
+         ('kubeharden history', 'kubeharden diff') and rerun",
+        conflicts
+            .iter()
+            .flat_map(|c| c.paths.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}

@@ -1,0 +1,84 @@
+//! The command line: parse (args.rs), open the state (context.rs), run one command
+//! (commands/), render (output.rs). `main.rs` only maps the result to an exit code.
+
+pub mod args;
+pub mod commands;
+pub mod context;
+pub mod output;
+pub mod time;
+
+use crate::error::{Error, Result};
+use args::{Cli, Command, OutputFormat};
+use commands::{maintenance, restore, versions};
+use context::{policy, Ctx};
+use output::Outcome;
+use std::io::Write;
+
+/// Run the parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    if cli.list_crash_points {
+        if !cfg!(feature = "failpoints") {
+            return Err(Error::usage(
+                "this kubeharden was built without the 'failpoints' feature; it has no crash points",
+            ));
+        }
+        let mut out = std::io::stdout().lock();
+        for p in crate::failpoint::CRASH_POINTS {
+            let _ = writeln!(out, "{p}");
+        }
+        return Ok(0);
+    }
+    let Some(command) = cli.command else {
+        return Err(Error::usage("no command given; see 'kubeharden --help'"));
+    };
+    let format = cli.global.output;
+    let ctx = Ctx::new(cli.global)?;
+    let outcome = match command {
+        Command::Snapshot { manifests } => maintenance::snapshot(&ctx, &manifests)?,
+        Command::History { manifest } => versions::history(&ctx, manifest.as_deref())?,
+        Command::Show {
+            manifest,
+            version,
+            at,
+        } => versions::show(&ctx, &manifest, version.as_deref(), at.as_deref())?,
+        Command::Diff { manifest, from, to } => {
+            versions::diff(&ctx, &manifest, &from, to.as_deref())?
+        }
+        Command::Restore {
+            manifest,
+            version,
+            at,
+            reason,
+            dry_run,
+            gate,
+        } => restore::restore(
+            &ctx,
+            restore::RestoreArgs {
+                manifest: &manifest,
+                version: version.as_deref(),
+                at: at.as_deref(),
+                reason: &reason,
+                dry_run,
+                gate: &gate,
+            },
+        )?,
+        Command::Recover { policy: p } => maintenance::recover(&ctx, policy(p))?,
+        Command::Status => maintenance::status(&ctx)?,
+        Command::Verify { repair } => maintenance::verify(&ctx, repair)?,
+        Command::Set { .. } => {
+            return Err(Error::usage("'set' is not built yet"));
+        }
+    };
+    emit(&outcome, format);
+    Ok(outcome.code)
+}
+
+/// Write the outcome to stdout; a closed pipe (`| head`) is not an error.
+fn emit(outcome: &Outcome, format: OutputFormat) {
+    let mut out = std::io::stdout().lock();
+    let _ = match format {
+        OutputFormat::Json => writeln!(out, "{}", outcome.json),
+        OutputFormat::Text => out.write_all(&outcome.text),
+    };
+    let _ = out.flush();
+}
