@@ -115,7 +115,7 @@ impl Ctx {
         state::prepare(self.fs.as_ref(), &self.paths, true)?;
         let lock = state::lock(&self.paths, Duration::from_secs(self.global.lock_timeout))?;
         let catalog = self.open_catalog(true)?;
-        let un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog)?;
+        let un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog, true)?;
         let dirs: Vec<PathBuf> = self.manifests_dir().into_iter().collect();
         let (engine, report) = un.recover(policy, &dirs, None)?;
         print_recovery_notes(&report);
@@ -133,7 +133,8 @@ impl Ctx {
         }
         let lock = state::try_lock(&self.paths)?;
         let catalog = self.open_catalog(lock.is_some())?;
-        let mut un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog)?;
+        let mut un =
+            Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog, lock.is_some())?;
         if lock.is_some() {
             un.catch_up_catalog()?;
         } else {

@@ -49,9 +49,14 @@ pub struct Engine {
 }
 
 /// Read the journal from the catalog's checkpoint on. A checkpoint that does not name the record
-/// found at its position means the catalog ran ahead of (or away from) the journal: it is
-/// rebuilt from the start, since it is derived data.
-fn scan_after_checkpoint(fs: &dyn Fs, paths: &StatePaths, catalog: &mut Catalog) -> Result<Scan> {
+/// found at its position means the catalog ran ahead of (or away from) the journal; the second
+/// value is then true and the scan is the whole journal, to rebuild the catalog from (it is
+/// derived data).
+fn scan_after_checkpoint(
+    fs: &dyn Fs,
+    paths: &StatePaths,
+    catalog: &Catalog,
+) -> Result<(Scan, bool)> {
     let start = Position {
         segment: 1,
         offset: SEGMENT_HEADER_LEN as u64,
@@ -63,25 +68,35 @@ fn scan_after_checkpoint(fs: &dyn Fs, paths: &StatePaths, catalog: &mut Catalog)
             });
             if first_matches {
                 scan.records.remove(0);
-                return Ok(scan);
+                return Ok((scan, false));
             }
         }
-        let full = wal::scan_from(fs, &paths.journal, start)?;
-        catalog.clear()?;
-        return Ok(full);
+        return Ok((wal::scan_from(fs, &paths.journal, start)?, true));
     }
-    if catalog.version_count()? > 0 || catalog.max_txn()? > 0 {
-        catalog.clear()?;
-    }
-    wal::scan_from(fs, &paths.journal, start)
+    let stale = catalog.version_count()? > 0 || catalog.max_txn()? > 0;
+    Ok((wal::scan_from(fs, &paths.journal, start)?, stale))
 }
 
 impl Unrecovered {
-    /// Open an existing or new state directory with the given catalog.
-    pub fn open(fs: Arc<dyn Fs>, paths: StatePaths, mut catalog: Catalog) -> Result<Unrecovered> {
-        let scan = scan_after_checkpoint(fs.as_ref(), &paths, &mut catalog)?;
+    /// Open an existing or new state directory with the given catalog. `writable`: the caller
+    /// holds the lock, so a stale catalog may be rebuilt in place; otherwise a stale catalog is
+    /// replaced by an in-memory one rebuilt from the journal.
+    pub fn open(
+        fs: Arc<dyn Fs>,
+        paths: StatePaths,
+        mut catalog: Catalog,
+        writable: bool,
+    ) -> Result<Unrecovered> {
+        let (scan, stale) = scan_after_checkpoint(fs.as_ref(), &paths, &catalog)?;
+        if stale {
+            if writable {
+                catalog.clear()?;
+            } else {
+                catalog = Catalog::open_in_memory()?;
+            }
+        }
         let store = ObjectStore::new(fs.clone(), paths.objects.clone());
-        Ok(Unrecovered {
+        let mut un = Unrecovered {
             fs,
             paths,
             store,
@@ -89,7 +104,11 @@ impl Unrecovered {
             pending: scan.records,
             scan_end: scan.end,
             torn: scan.torn,
-        })
+        };
+        if stale && !writable {
+            un.catch_up_catalog()?;
+        }
+        Ok(un)
     }
 
     /// The catalog as it is, for read-only commands that do not hold the lock.
@@ -105,7 +124,8 @@ impl Unrecovered {
         self.torn
     }
 
-    /// Bring the catalog up to the journal without touching manifests (needs the lock).
+    /// Bring the catalog up to the journal without touching manifests (needs the lock, unless
+    /// the catalog is an in-memory rebuild).
     pub fn catch_up_catalog(&mut self) -> Result<()> {
         let store = &self.store;
         self.catalog

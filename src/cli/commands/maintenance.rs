@@ -229,7 +229,7 @@ pub fn verify(ctx: &Ctx, repair: bool) -> Result<Outcome> {
     let expected = rebuilt.dump()?;
     let on_disk = (|| {
         let catalog = Catalog::open(&ctx.paths.catalog)?;
-        let mut un = Unrecovered::open(ctx.fs.clone(), ctx.paths.clone(), catalog)?;
+        let mut un = Unrecovered::open(ctx.fs.clone(), ctx.paths.clone(), catalog, true)?;
         un.catch_up_catalog()?;
         un.catalog().dump()
     })();
