@@ -9,7 +9,7 @@ pub mod time;
 
 use crate::error::{Error, Result};
 use args::{Cli, Command, OutputFormat};
-use commands::{maintenance, restore, versions};
+use commands::{maintenance, restore, set, versions};
 use context::{policy, Ctx};
 use output::Outcome;
 use std::io::Write;
@@ -65,9 +65,26 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Recover { policy: p } => maintenance::recover(&ctx, policy(p))?,
         Command::Status => maintenance::status(&ctx)?,
         Command::Verify { repair } => maintenance::verify(&ctx, repair)?,
-        Command::Set { .. } => {
-            return Err(Error::usage("'set' is not built yet"));
-        }
+        Command::Set {
+            manifest,
+            flags,
+            unset,
+            container,
+            reason,
+            dry_run,
+            gate,
+        } => set::set(
+            &ctx,
+            set::SetArgs {
+                manifest: &manifest,
+                flags: &flags,
+                unset: &unset,
+                container: container.as_deref(),
+                reason: &reason,
+                dry_run,
+                gate: &gate,
+            },
+        )?,
     };
     emit(&outcome, format);
     Ok(outcome.code)

@@ -1,4 +1,5 @@
 pub mod maintenance;
 pub mod restore;
+pub mod set;
 pub mod txn_output;
 pub mod versions;

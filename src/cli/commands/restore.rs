@@ -84,6 +84,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
             &after,
             &[],
             json!({"skipped": true}),
+            &reason,
         );
         return Ok(outcome(vec![entry], diff, 0));
     }
@@ -102,6 +103,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
         &after,
         &[],
         json!({"skipped": true, "reason": "--no-health-gate"}),
+        &reason,
     );
     let text = summary(&report, &key);
     Ok(outcome(vec![entry], text, exit_code(report.status)))

@@ -18,6 +18,7 @@ pub fn txn_json(
     after: &FileState,
     flags: &[String],
     gate: Value,
+    txn_reason: &str,
 ) -> Value {
     json!({
         "txn": report.txn,
@@ -30,7 +31,8 @@ pub fn txn_json(
         })).collect::<Vec<_>>(),
         "flags": flags,
         "gate": gate,
-        "reason": report.reason,
+        // Why it was rolled back when it was; else why it was made.
+        "reason": if report.reason.is_empty() { txn_reason } else { &report.reason },
     })
 }
 
