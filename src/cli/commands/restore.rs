@@ -73,7 +73,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
             txn: None,
             status: TxnStatus::Noop,
             files: Vec::new(),
-            reason,
+            reason: String::new(),
         };
         let status = if before == after { "noop" } else { "dry_run" };
         let entry = txn_json(

@@ -83,7 +83,7 @@ pub fn set(ctx: &Ctx, a: SetArgs) -> Result<Outcome> {
             txn: None,
             status: TxnStatus::Noop,
             files: Vec::new(),
-            reason,
+            reason: String::new(),
         };
         let status = if edited.changed { "dry_run" } else { "noop" };
         let entry = txn_json(
