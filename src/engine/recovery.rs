@@ -3,7 +3,7 @@
 //! terminal record — deciding from the files' bytes, not from the APPLIED record.
 
 use super::observe::read_file;
-use super::txn::{after_origin, Gate};
+use super::txn::{after_origin, Gate, GateTarget};
 use super::{now_ms, replace, Engine, Unrecovered};
 use crate::catalog::{TxnFile, TxnRow};
 use crate::error::{Error, Result};
@@ -166,17 +166,11 @@ impl Engine {
             .map(|(f, _)| f)
             .collect();
         if policy == Policy::Replay {
-            let mut replay_err = None;
-            for (f, s) in files.iter().zip(&states) {
-                if matches!(s, OnDisk::Before) {
-                    let bytes = self.store.get(&f.after.hash)?;
-                    if let Err(e) =
-                        replace::durable_replace(self.fs(), Path::new(&f.path), &bytes, &f.after)
-                    {
-                        replay_err = Some(format!("re-applying {} failed: {e}", f.path));
-                        break;
-                    }
-                }
+            let mut befores = Vec::new();
+            let mut afters = Vec::new();
+            for f in files {
+                befores.push(self.store.get(&f.before.hash)?);
+                afters.push(self.store.get(&f.after.hash)?);
             }
             let intents: Vec<FileIntent> = files
                 .iter()
@@ -186,9 +180,32 @@ impl Engine {
                     after: f.after,
                 })
                 .collect();
+            let targets: Vec<GateTarget> = intents
+                .iter()
+                .zip(afters.iter().zip(&befores))
+                .map(|(i, (a, b))| GateTarget {
+                    path: &i.path,
+                    bytes: a,
+                    previous: b,
+                })
+                .collect();
+            if let Some(g) = gate.as_mut() {
+                g.before_write(&targets);
+            }
+            let mut replay_err = None;
+            for ((f, s), bytes) in files.iter().zip(&states).zip(&afters) {
+                if matches!(s, OnDisk::Before) {
+                    if let Err(e) =
+                        replace::durable_replace(self.fs(), Path::new(&f.path), bytes, &f.after)
+                    {
+                        replay_err = Some(format!("re-applying {} failed: {e}", f.path));
+                        break;
+                    }
+                }
+            }
             let verdict = match (replay_err, gate.as_mut()) {
                 (Some(e), _) => Err(e),
-                (None, Some(g)) => g.check(&intents),
+                (None, Some(g)) => g.check(&targets),
                 (None, None) => Ok(()),
             };
             match verdict {

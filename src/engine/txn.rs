@@ -47,10 +47,35 @@ pub struct TxnReport {
     pub reason: String,
 }
 
-/// Decides whether the component came back healthy with the new content. `Err` is the
-/// human-readable reason to roll back.
+/// A file as the gate sees it: the content now being written (`bytes`) and the one it replaces.
+pub struct GateTarget<'a> {
+    pub path: &'a str,
+    pub bytes: &'a [u8],
+    pub previous: &'a [u8],
+}
+
+/// Decides whether the component came back healthy with the content just written. `Err` is
+/// the human-readable reason to roll back. The same gate confirms a rollback.
 pub trait Gate {
-    fn check(&mut self, files: &[FileIntent]) -> std::result::Result<(), String>;
+    /// Called right before the durable write, so the gate can note what runs now.
+    fn before_write(&mut self, _targets: &[GateTarget]) {}
+    fn check(&mut self, targets: &[GateTarget]) -> std::result::Result<(), String>;
+}
+
+fn targets<'a>(
+    paths: &'a [FileIntent],
+    bytes: &'a [Vec<u8>],
+    previous: &'a [Vec<u8>],
+) -> Vec<GateTarget<'a>> {
+    paths
+        .iter()
+        .zip(bytes.iter().zip(previous))
+        .map(|(i, (b, p))| GateTarget {
+            path: &i.path,
+            bytes: b,
+            previous: p,
+        })
+        .collect()
 }
 
 /// The origin of an after version put on disk by a transaction of this kind.
@@ -69,10 +94,11 @@ impl Engine {
         kind: TxnKind,
         reason: &str,
         changes: Vec<Change>,
-        gate: Option<&mut dyn Gate>,
+        mut gate: Option<&mut dyn Gate>,
     ) -> Result<TxnReport> {
         let mut intents = Vec::new();
         let mut bodies = Vec::new();
+        let mut befores = Vec::new();
         for c in changes {
             let before = c.observed.state;
             let (mode, uid, gid) = c
@@ -92,6 +118,7 @@ impl Engine {
                     after,
                 });
                 bodies.push(c.after_bytes);
+                befores.push(c.observed.bytes);
             }
         }
         if intents.is_empty() {
@@ -117,11 +144,21 @@ impl Engine {
         }))?;
         self.sync_then("txn.begin_synced")?;
 
+        if let Some(g) = gate.as_deref_mut() {
+            g.before_write(&targets(&intents, &bodies, &befores));
+        }
         for (intent, body) in intents.iter().zip(&bodies) {
             if let Err(e) =
                 replace::durable_replace(self.fs(), Path::new(&intent.path), body, &intent.after)
             {
-                return self.roll_back(txn, kind, &intents, None, format!("the write failed: {e}"));
+                return self.roll_back(
+                    txn,
+                    kind,
+                    &intents,
+                    None,
+                    format!("the write failed: {e}"),
+                    gate,
+                );
             }
         }
         let applied_at = now_ms();
@@ -131,9 +168,9 @@ impl Engine {
         })?;
         failpoint::hit("txn.applied_appended");
 
-        if let Some(gate) = gate {
-            if let Err(why) = gate.check(&intents) {
-                return self.roll_back(txn, kind, &intents, Some(applied_at), why);
+        if let Some(g) = gate.as_deref_mut() {
+            if let Err(why) = g.check(&targets(&intents, &bodies, &befores)) {
+                return self.roll_back(txn, kind, &intents, Some(applied_at), why, gate);
             }
         }
 
@@ -159,6 +196,7 @@ impl Engine {
                 &intents,
                 Some(applied_at),
                 format!("recording the commit failed: {e}"),
+                gate,
             );
         }
         failpoint::hit("txn.catalog_updated");
@@ -170,8 +208,9 @@ impl Engine {
         })
     }
 
-    /// Write the before contents back where the after contents are on disk, and record it.
-    /// The report says `RolledBack`, or `RollbackFailed` with the commands to run by hand.
+    /// Write the before contents back where the after contents are on disk, confirm with the
+    /// gate that the component recovered, and record it. The report says `RolledBack`; a failed
+    /// write-back or confirmation is `Error::Critical` with the commands to run by hand.
     fn roll_back(
         &mut self,
         txn: TxnId,
@@ -179,47 +218,57 @@ impl Engine {
         intents: &[FileIntent],
         applied_at: Option<i64>,
         reason: String,
+        mut gate: Option<&mut dyn Gate>,
     ) -> Result<TxnReport> {
-        let mut was_on_disk = Vec::new();
-        let mut failure = None;
+        let mut on_disk = Vec::new();
+        let mut before_bytes = Vec::new();
+        let mut after_bytes = Vec::new();
         for i in intents {
-            let path = Path::new(&i.path);
-            let now = match read_file(self.fs(), path) {
-                Ok((_, state, _)) => Some(state),
-                Err(_) => None,
-            };
-            if now == Some(i.before) {
-                continue;
+            let now = read_file(self.fs(), Path::new(&i.path))
+                .ok()
+                .map(|(_, s, _)| s);
+            if now != Some(i.before) {
+                on_disk.push(i.clone());
+                before_bytes.push(self.store.get(&i.before.hash)?);
+                after_bytes.push(self.store.get(&i.after.hash).unwrap_or_default());
             }
-            was_on_disk.push(i);
-            let restored = self
-                .store
-                .get(&i.before.hash)
-                .and_then(|bytes| replace::durable_replace(self.fs(), path, &bytes, &i.before));
-            if let Err(e) = restored {
-                failure = Some((i, e));
+        }
+        if let Some(g) = gate.as_deref_mut() {
+            g.before_write(&targets(&on_disk, &before_bytes, &after_bytes));
+        }
+        let mut failure = None;
+        let mut written = 0;
+        for (i, bytes) in on_disk.iter().zip(&before_bytes) {
+            if let Err(e) =
+                replace::durable_replace(self.fs(), Path::new(&i.path), bytes, &i.before)
+            {
+                failure = Some(format!(
+                    "writing the previous content of {} back failed ({e}); restore it by hand: {}",
+                    i.path,
+                    self.manual_restore_hint(&i.path, &i.before)
+                ));
                 break;
             }
+            written += 1;
         }
         failpoint::hit("rollback.before_written");
-        let at = now_ms();
-        if let Some((i, e)) = failure {
-            let manual = self.manual_restore_hint(&i.path, &i.before);
-            let msg = format!(
-                "CRITICAL: rolling back transaction {txn} failed ({e}) after: {reason}. \
-                 {} may hold the new content. Restore it by hand: {manual}",
-                i.path
-            );
-            let _ = self.log(Record::RollbackFailed {
-                txn,
-                at,
-                reason: msg.clone(),
-            });
-            let _ = self.sync();
-            return Err(Error::Critical(msg));
+        if failure.is_none() && !on_disk.is_empty() {
+            if let Some(g) = gate.as_deref_mut() {
+                if let Err(why) = g.check(&targets(&on_disk, &before_bytes, &after_bytes)) {
+                    failure = Some(format!(
+                        "the previous content is back on disk, but the component did not come back                          healthy: {why}. Check the kubelet ('journalctl -u kubelet', 'crictl ps -a')                          and, if a manifest is wrong, restore it by hand: {}",
+                        on_disk
+                            .iter()
+                            .map(|i| self.manual_restore_hint(&i.path, &i.before))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ));
+                }
+            }
         }
+        let at = now_ms();
         let applied_at = applied_at.unwrap_or(at);
-        for i in &was_on_disk {
+        for i in &on_disk[..written] {
             self.log(Record::Version(Version {
                 path: i.path.clone(),
                 state: i.after,
@@ -236,6 +285,18 @@ impl Engine {
                 recorded_at: at,
                 on_disk_from: at,
             }))?;
+        }
+        if let Some(what) = failure {
+            let msg = format!(
+                "CRITICAL: rolling back transaction {txn} (after: {reason}) failed: {what}"
+            );
+            self.log(Record::RollbackFailed {
+                txn,
+                at,
+                reason: msg.clone(),
+            })?;
+            self.sync_then("rollback.recorded")?;
+            return Err(Error::Critical(msg));
         }
         self.log(Record::RolledBack {
             txn,
