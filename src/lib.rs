@@ -18,3 +18,4 @@ pub mod fsys;
 pub mod journal;
 pub mod manifest;
 pub mod store;
+pub mod gate;

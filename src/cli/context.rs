@@ -117,7 +117,26 @@ impl Ctx {
         let catalog = self.open_catalog(true)?;
         let un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog, true)?;
         let dirs: Vec<PathBuf> = self.manifests_dir().into_iter().collect();
-        let (engine, report) = un.recover(policy, &dirs, None)?;
+        // Replay finishes a transaction, so it proves health as the transaction would have.
+        let mut gate = match policy {
+            Policy::Replay => Some(
+                crate::gate::HealthGate::new(crate::gate::GateConfig {
+                    timeout: Duration::from_secs(120),
+                    probe_urls: Vec::new(),
+                    restart_check: crate::gate::RestartCheck::Auto,
+                    tls: Default::default(),
+                    container: None,
+                })
+                .map_err(Error::usage)?,
+            ),
+            Policy::Revert => None,
+        };
+        let (engine, report) = un.recover(
+            policy,
+            &dirs,
+            gate.as_mut()
+                .map(|g| g as &mut dyn crate::engine::txn::Gate),
+        )?;
         print_recovery_notes(&report);
         Ok(Locked {
             engine,

@@ -256,7 +256,7 @@ impl Engine {
             if let Some(g) = gate.as_deref_mut() {
                 if let Err(why) = g.check(&targets(&on_disk, &before_bytes, &after_bytes)) {
                     failure = Some(format!(
-                        "the previous content is back on disk, but the component did not come back                          healthy: {why}. Check the kubelet ('journalctl -u kubelet', 'crictl ps -a')                          and, if a manifest is wrong, restore it by hand: {}",
+                        "the previous content is back on disk, but the component did not come back healthy: {why}. Check the kubelet ('journalctl -u kubelet', 'crictl ps -a') and, if a manifest is wrong, restore it by hand: {}",
                         on_disk
                             .iter()
                             .map(|i| self.manual_restore_hint(&i.path, &i.before))
@@ -325,7 +325,7 @@ impl Engine {
         format!(
             "'kubeharden restore {path} --version {version} --no-health-gate', or \
              'kubeharden show {path} --version {version} > /tmp/kubeharden-restore && \
-             install -m {mode:o} -o {uid} -g {gid} /tmp/kubeharden-restore {path}' \
+             install -m {mode:04o} -o {uid} -g {gid} /tmp/kubeharden-restore {path}' \
              (content blake3 {hex})",
             hex = hash_hex(&before.hash),
             mode = before.mode,

@@ -1,3 +1,4 @@
+pub mod gated;
 pub mod maintenance;
 pub mod restore;
 pub mod set;

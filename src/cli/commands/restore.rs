@@ -1,5 +1,6 @@
 //! `restore`: point-in-time restore of a version, as a journaled transaction.
 
+use super::gated;
 use super::txn_output::{exit_code, outcome, summary, txn_json};
 use super::versions::{parse_version_number, select};
 use crate::cli::args::GateArgs;
@@ -7,22 +8,10 @@ use crate::cli::context::{stop_on_conflict, Ctx};
 use crate::cli::output::{unified_diff, Outcome};
 use crate::cli::time::parse_time;
 use crate::engine::txn::{Change, TxnReport, TxnStatus};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::journal::record::{FileState, TxnKind};
 use crate::store::objects::hash_bytes;
 use serde_json::json;
-
-/// Until the health gate lands, a change must say it goes without one.
-pub fn require_no_gate(gate: &GateArgs, command: &str) -> Result<()> {
-    if gate.no_health_gate {
-        return Ok(());
-    }
-    Err(Error::usage(format!(
-        "the health gate is not built yet in this version of kubeharden; '{command}' needs \
-         --no-health-gate (the change is then committed right after the durable write, without \
-         waiting for the component to restart)"
-    )))
-}
 
 pub struct RestoreArgs<'a> {
     pub manifest: &'a str,
@@ -41,9 +30,11 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
     if let Some(t) = a.at {
         parse_time(t)?;
     }
-    if !a.dry_run {
-        require_no_gate(a.gate, "restore")?;
-    }
+    let gate = if a.dry_run {
+        None
+    } else {
+        gated::build(a.gate, None)?
+    };
     let path = ctx.manifest_path(a.manifest)?;
     let key = path.to_string_lossy().into_owned();
     let mut locked = ctx.open_mutating()?;
@@ -93,7 +84,8 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
         after_bytes: target,
         after_meta: Some((row.state.mode, row.state.uid, row.state.gid)),
     };
-    let report = engine.transact(TxnKind::Restore, &reason, vec![change], None)?;
+    let gated::Gated { report, gate } =
+        gated::transact(engine, TxnKind::Restore, &reason, vec![change], gate)?;
     let after = report.files.first().map_or(before, |f| f.after);
     let entry = txn_json(
         &report,
@@ -102,7 +94,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
         &before,
         &after,
         &[],
-        json!({"skipped": true, "reason": "--no-health-gate"}),
+        gate,
         &reason,
     );
     let text = summary(&report, &key);

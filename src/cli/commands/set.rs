@@ -1,6 +1,6 @@
 //! `set`: set or remove command-line flags of a container, as one journaled transaction.
 
-use super::restore::require_no_gate;
+use super::gated;
 use super::txn_output::{exit_code, outcome, summary, txn_json};
 use crate::cli::args::GateArgs;
 use crate::cli::context::{stop_on_conflict, Ctx};
@@ -104,7 +104,7 @@ pub fn set(ctx: &Ctx, a: SetArgs) -> Result<Outcome> {
         return Ok(outcome(vec![entry], text, 0));
     }
 
-    require_no_gate(a.gate, "set")?;
+    let gate = gated::build(a.gate, a.container)?;
     let mut locked = ctx.open_mutating()?;
     stop_on_conflict(&locked.report)?;
     let engine = &mut locked.engine;
@@ -112,7 +112,8 @@ pub fn set(ctx: &Ctx, a: SetArgs) -> Result<Outcome> {
     let edited = manifest::edit_flags(&observed.bytes, a.container, &edits)
         .map_err(|e| bad_manifest(&key, e))?;
     let before = observed.state;
-    let report = engine.transact(
+    let gated::Gated { report, gate } = gated::transact(
+        engine,
         TxnKind::Set,
         &reason,
         vec![Change {
@@ -120,7 +121,7 @@ pub fn set(ctx: &Ctx, a: SetArgs) -> Result<Outcome> {
             after_bytes: edited.bytes,
             after_meta: None,
         }],
-        None,
+        gate,
     )?;
     let after = report.files.first().map_or(before, |f| f.after);
     let entry = txn_json(
@@ -130,7 +131,7 @@ pub fn set(ctx: &Ctx, a: SetArgs) -> Result<Outcome> {
         &before,
         &after,
         &edited.changed_flags,
-        json!({"skipped": true, "reason": "--no-health-gate"}),
+        gate,
         &reason,
     );
     let text = summary(&report, &key);
