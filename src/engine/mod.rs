@@ -189,7 +189,13 @@ impl Engine {
     /// `sync`, with a crash point between the journal fsync and the catalog update.
     pub(crate) fn sync_then(&mut self, crash_point: &'static str) -> Result<()> {
         if self.unsynced > 0 {
-            self.journal.sync()?;
+            if let Err(e) = self.journal.sync() {
+                // What the failed fsync covered is not in the journal: never index it.
+                let end = self.journal.synced_end();
+                self.unapplied.retain(|l| l.pos < end);
+                self.unsynced = 0;
+                return Err(e);
+            }
             self.unsynced = 0;
         }
         if !crash_point.is_empty() {

@@ -241,6 +241,11 @@ impl Engine {
             }
         }
         if at_after.is_empty() {
+            // A rollback cut short may have recorded the after version but not the before one
+            // that is back on disk: history must end at what the disk holds.
+            for f in files {
+                self.record_back_at_before(f, txn, at)?;
+            }
             self.log(Record::Aborted { txn, at })?;
             self.sync()?;
             return Ok(Resolved {
@@ -290,23 +295,32 @@ impl Engine {
             rewritten.push(f);
         }
         let at = now_ms();
-        for f in &rewritten {
-            self.log(Record::Version(Version {
-                path: f.path.clone(),
-                state: f.after,
-                origin: after_origin(kind),
-                txn,
-                recorded_at: at,
-                on_disk_from: applied_at.min(at),
-            }))?;
-            self.log(Record::Version(Version {
-                path: f.path.clone(),
-                state: f.before,
-                origin: Origin::Recovery,
-                txn,
-                recorded_at: at,
-                on_disk_from: at,
-            }))?;
+        for f in files {
+            if rewritten.iter().any(|r| r.path == f.path) {
+                // The after content was on disk until now; record it unless a cut-short
+                // rollback already did.
+                let last = self.catalog.last_version(&f.path)?.map(|v| v.state);
+                if last != Some(f.after) {
+                    self.log(Record::Version(Version {
+                        path: f.path.clone(),
+                        state: f.after,
+                        origin: after_origin(kind),
+                        txn,
+                        recorded_at: at,
+                        on_disk_from: applied_at.min(at),
+                    }))?;
+                }
+                self.log(Record::Version(Version {
+                    path: f.path.clone(),
+                    state: f.before,
+                    origin: Origin::Recovery,
+                    txn,
+                    recorded_at: at,
+                    on_disk_from: at,
+                }))?;
+            } else {
+                self.record_back_at_before(f, txn, at)?;
+            }
         }
         self.log(Record::Reverted { txn, at })?;
         self.sync()?;
@@ -316,5 +330,22 @@ impl Engine {
             paths,
             note: why,
         })
+    }
+
+    /// The file is at its before content: if history does not end there (a rollback or revert
+    /// was cut between its write and its records), record the before content again.
+    fn record_back_at_before(&mut self, f: &TxnFile, txn: TxnId, at: i64) -> Result<()> {
+        let last = self.catalog.last_version(&f.path)?.map(|v| v.state);
+        if last.is_some() && last != Some(f.before) {
+            self.log(Record::Version(Version {
+                path: f.path.clone(),
+                state: f.before,
+                origin: Origin::Recovery,
+                txn,
+                recorded_at: at,
+                on_disk_from: at,
+            }))?;
+        }
+        Ok(())
     }
 }

@@ -190,6 +190,12 @@ pub struct Journal {
     dir: PathBuf,
     segment: u32,
     len: u64,
+    /// Length of the current segment known to be durable.
+    synced_len: u64,
+    /// An fsync failed: the bytes after `synced_len` may be gone from the file while later
+    /// writes land after them. They are cut off before anything else is appended, so the
+    /// journal never holds a hole before valid records (fsyncgate).
+    poisoned: bool,
     file: Option<Box<dyn FsFile>>,
 }
 
@@ -201,6 +207,8 @@ impl Journal {
             dir,
             segment: end.segment,
             len: end.offset,
+            synced_len: end.offset,
+            poisoned: false,
             file: None,
         };
         let exists = j.fs.metadata(&j.segment_path()).is_ok();
@@ -229,6 +237,7 @@ impl Journal {
             .ctx(|| format!("fsync {}", self.dir.display()))?;
         self.segment = n;
         self.len = SEGMENT_HEADER_LEN as u64;
+        self.synced_len = self.len;
         self.file = Some(f);
         Ok(())
     }
@@ -247,6 +256,15 @@ impl Journal {
 
     /// Append one record (not yet durable: call `sync`). Returns it as a reader would see it.
     pub fn append(&mut self, rec: &Record) -> Result<Located> {
+        if self.poisoned {
+            self.file = None;
+            let path = self.segment_path();
+            self.fs
+                .truncate(&path, self.synced_len)
+                .ctx(|| format!("cutting unsynced records off {}", path.display()))?;
+            self.len = self.synced_len;
+            self.poisoned = false;
+        }
         let frame = format::encode_record(rec);
         if self.len > SEGMENT_HEADER_LEN as u64
             && self.len + frame.len() as u64 > SEGMENT_TARGET_BYTES
@@ -279,9 +297,24 @@ impl Journal {
     /// fsync the current segment. A failure is final: the caller fails the transaction.
     pub fn sync(&mut self) -> Result<()> {
         let path = self.segment_path();
-        self.file()?
-            .sync()
-            .ctx(|| format!("fsync journal segment {}", path.display()))
+        match self.file()?.sync() {
+            Ok(()) => {
+                self.synced_len = self.len;
+                Ok(())
+            }
+            Err(e) => {
+                self.poisoned = true;
+                Err(e).ctx(|| format!("fsync journal segment {}", path.display()))
+            }
+        }
+    }
+
+    /// Where durable records end: nothing at or after it survived a failed fsync.
+    pub fn synced_end(&self) -> Position {
+        Position {
+            segment: self.segment,
+            offset: self.synced_len,
+        }
     }
 
     pub fn end(&self) -> Position {
