@@ -74,21 +74,50 @@ pub enum Record {
     /// The write-ahead intent; fsynced before any manifest is touched.
     Begin(Begin),
     /// All files of the transaction were durably replaced with their after states.
-    Applied { txn: TxnId, at: Millis },
-    Commit { txn: TxnId, at: Millis },
+    Applied {
+        txn: TxnId,
+        at: Millis,
+    },
+    Commit {
+        txn: TxnId,
+        at: Millis,
+    },
     /// The gate (or the write) failed and the before states were written back.
-    RolledBack { txn: TxnId, at: Millis, reason: String },
+    RolledBack {
+        txn: TxnId,
+        at: Millis,
+        reason: String,
+    },
     /// The rollback itself failed: a human must act.
-    RollbackFailed { txn: TxnId, at: Millis, reason: String },
+    RollbackFailed {
+        txn: TxnId,
+        at: Millis,
+        reason: String,
+    },
     /// Recovery found nothing applied.
-    Aborted { txn: TxnId, at: Millis },
+    Aborted {
+        txn: TxnId,
+        at: Millis,
+    },
     /// Recovery wrote the before states back (policy revert, or replay that failed its gate).
-    Reverted { txn: TxnId, at: Millis },
+    Reverted {
+        txn: TxnId,
+        at: Millis,
+    },
     /// Recovery found a file that is neither before nor after; it touched nothing.
-    Conflict { txn: TxnId, at: Millis, paths: Vec<String> },
+    Conflict {
+        txn: TxnId,
+        at: Millis,
+        paths: Vec<String>,
+    },
     Version(Version),
     /// Recovery cut an incomplete or unreadable final record off the journal.
-    TruncatedTail { at: Millis, segment: u32, offset: u64, dropped: u64 },
+    TruncatedTail {
+        at: Millis,
+        segment: u32,
+        offset: u64,
+        dropped: u64,
+    },
 }
 
 impl Record {

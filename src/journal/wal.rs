@@ -10,8 +10,7 @@ use crate::fsys::{Fs, FsFile, Kind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A new segment is started when the next record would push the current one past this.
-pub const SEGMENT_TARGET_BYTES: u64 = 8 << 20;
+use super::format::SEGMENT_TARGET_LEN;
 
 /// Where a record starts: segment number and byte offset in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,7 +44,7 @@ pub struct Scan {
 }
 
 pub fn segment_name(n: u32) -> String {
-    format!("{n:08}.wal")
+    format::segment_file_name(n)
 }
 
 /// Segment numbers present in `dir`, ascending; anything else there is corruption.
@@ -55,10 +54,7 @@ pub fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<u32>> {
         .list_dir(dir)
         .ctx(|| format!("listing {}", dir.display()))?
     {
-        let num = name
-            .strip_suffix(".wal")
-            .filter(|s| s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u32>().ok());
+        let num = format::parse_segment_file_name(&name);
         match num {
             Some(n) if n > 0 => segs.push(n),
             _ => {
@@ -127,17 +123,27 @@ pub fn scan_from(fs: &dyn Fs, dir: &Path, from: Position) -> Result<Scan> {
                 segment_name(n)
             ))
         };
-        if let Err(problem) = check_segment_header(&bytes, n) {
-            if is_last && matches!(problem, HeaderProblem::Torn { .. }) {
+        match check_segment_header(&bytes, n) {
+            Ok(()) => {}
+            Err(HeaderProblem::Torn { reason }) if is_last => {
                 torn = Some(TornTail {
                     segment: n,
                     offset: 0,
                     dropped: bytes.len() as u64,
-                    reason: "incomplete segment header",
+                    reason,
                 });
                 break;
             }
-            return Err(corrupt(0, &problem.to_string()));
+            Err(HeaderProblem::Torn { reason }) => return Err(corrupt(0, reason)),
+            Err(HeaderProblem::Corrupt(c)) if c.reason == "unsupported format version" => {
+                return Err(Error::integrity(format!(
+                    "journal segment {} was written by a newer kubeharden (format version {}); \
+                     upgrade kubeharden to read it. Nothing was changed",
+                    segment_name(n),
+                    bytes.get(format::VERSION_OFFSET).copied().unwrap_or(0)
+                )))
+            }
+            Err(HeaderProblem::Corrupt(c)) => return Err(corrupt(c.offset, c.reason)),
         }
         let start = if n == from.segment {
             from.offset.max(SEGMENT_HEADER_LEN as u64)
@@ -267,7 +273,7 @@ impl Journal {
         }
         let frame = format::encode_record(rec);
         if self.len > SEGMENT_HEADER_LEN as u64
-            && self.len + frame.len() as u64 > SEGMENT_TARGET_BYTES
+            && self.len + frame.len() as u64 > SEGMENT_TARGET_LEN
         {
             // Seal the full segment before starting the next: it is never written again.
             self.sync()?;
