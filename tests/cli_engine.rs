@@ -283,7 +283,6 @@ fn restore_with_bad_gate_options_exits_2_and_writes_nothing() {
 }
 
 #[test]
-#[ignore = "bug: --probe http:// (no host) passes validation; the manifest is written and the doomed gate ends in exit 4"]
 fn restore_with_a_probe_url_without_host_exits_2_and_writes_nothing() {
     let (node, _a, _b) = node_with_two_versions();
     let fp = node.durable_fingerprint();
@@ -387,7 +386,6 @@ fn restore_that_fails_its_gate_is_rolled_back_with_exit_3_to_the_exact_before_by
 }
 
 #[test]
-#[ignore = "bug: the JSON of a rollback_failed restore has txn null, files [] and after == before; the transaction and its target are lost"]
 fn rollback_failed_json_names_the_transaction_and_its_after_content() {
     let mut node = Node::new();
     let sick = common::ProbeServer::start(|| 500);
@@ -606,14 +604,12 @@ fn mid_journal_corruption_is_refused_by_every_command_when_the_catalog_is_rebuil
 }
 
 #[test]
-#[ignore = "bug: history reads only past the catalog checkpoint and exits 0 on a journal damaged before its tail"]
 fn mid_journal_corruption_makes_history_exit_6() {
     let node = node_with_mid_journal_corruption();
     assert_refused_with_6(&node, &["history"]);
 }
 
 #[test]
-#[ignore = "bug: restore exits 0 and rewrites the manifest over a journal damaged before its tail"]
 fn mid_journal_corruption_makes_restore_exit_6_and_write_nothing() {
     let node = node_with_mid_journal_corruption();
     assert_refused_with_6(
@@ -623,14 +619,12 @@ fn mid_journal_corruption_makes_restore_exit_6_and_write_nothing() {
 }
 
 #[test]
-#[ignore = "bug: recover exits 0 on a journal damaged before its tail"]
 fn mid_journal_corruption_makes_recover_exit_6() {
     let node = node_with_mid_journal_corruption();
     assert_refused_with_6(&node, &["recover"]);
 }
 
 #[test]
-#[ignore = "bug: snapshot exits 0 and appends to a journal damaged before its tail"]
 fn mid_journal_corruption_makes_snapshot_exit_6_and_write_nothing() {
     let node = node_with_mid_journal_corruption();
     assert_refused_with_6(&node, &["snapshot"]);
@@ -890,7 +884,6 @@ fn symlinked_object_file_is_refused_with_exit_6() {
 }
 
 #[test]
-#[ignore = "bug: an object subdirectory (STATE/objects/ab) replaced by a symlink is followed: show and verify exit 0"]
 fn symlinked_object_subdir_is_refused_with_exit_6() {
     let (node, a, _b) = node_with_two_versions();
     let hex = blake3_hex(&a);
@@ -1050,7 +1043,6 @@ fn json_output_is_exactly_one_document_for_every_command_including_errors() {
 }
 
 #[test]
-#[ignore = "bug: usage errors found by the argument parser (clap) print no JSON on stdout under -o json"]
 fn json_output_is_one_document_for_argument_parser_errors_too() {
     let (node, _a, _b) = node_with_two_versions();
     for args in [
@@ -1160,7 +1152,6 @@ fn restore_dry_run_prints_the_diff_and_changes_nothing() {
 }
 
 #[test]
-#[ignore = "bug: restore --dry-run records an unrecorded outside edit as a new external version (journal and objects written)"]
 fn restore_dry_run_over_an_outside_edit_changes_nothing() {
     let (node, _a, _b) = node_with_two_versions();
     node.append_line(APISERVER, "# unrecorded edit");

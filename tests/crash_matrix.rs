@@ -523,7 +523,6 @@ fn torn_tail_is_cut_by_the_next_mutating_command() {
 /// "Truncate a torn journal tail and record that it did": a kill between the cut and the
 /// TRUNCATED_TAIL record leaves no trace of the cut, since the next start finds no torn tail.
 #[test]
-#[ignore = "bug: a SIGKILL at recover.tail_truncated loses the TRUNCATED_TAIL record for good"]
 fn torn_tail_cut_is_recorded_even_if_recovery_dies_right_after_the_cut() {
     let node = Node::new();
     node.ok(&["snapshot"]);

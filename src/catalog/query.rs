@@ -243,6 +243,18 @@ impl Catalog {
             .collect()
     }
 
+    pub fn has_tail_cut(&self, segment: u32, offset: u64, dropped: u64) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM tail_cuts WHERE segment = ?1 AND offset = ?2 AND dropped = ?3",
+                params![segment as i64, offset as i64, dropped as i64],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
     pub fn max_txn(&self) -> Result<TxnId> {
         let v: Option<i64> = self
             .conn

@@ -136,6 +136,18 @@ pub enum Command {
         #[command(flatten)]
         gate: GateArgs,
     },
+    /// Evaluate CIS benchmark checks against manifests, files and running processes; changes nothing.
+    Audit {
+        /// cis-1.12 or cis-1.11 (default: from the kube-apiserver image version).
+        #[arg(long, value_name = "ID")]
+        benchmark: Option<String>,
+        /// Check id (1.2.15) or group (1.2); repeatable or comma-separated.
+        #[arg(long = "check", value_name = "ID", value_delimiter = ',')]
+        checks: Vec<String>,
+        /// Output form (default: -o's; junit for CI).
+        #[arg(long, value_enum)]
+        format: Option<super::commands::audit::AuditFormat>,
+    },
     /// Record the current content of manifests as versions (before/after kubeadm upgrade).
     Snapshot {
         /// Files to record (default: every *.yaml, *.yml, *.json in the manifests dir).
@@ -146,7 +158,7 @@ pub enum Command {
     /// Print a version's exact bytes (default: the latest recorded).
     Show {
         manifest: String,
-        #[arg(long, conflicts_with = "at")]
+        #[arg(long, conflicts_with = "at", allow_hyphen_values = true)]
         version: Option<String>,
         /// The content the file had on disk at TIME (RFC 3339, or YYYY-MM-DD HH:MM[:SS] local).
         #[arg(long, value_name = "TIME")]
@@ -163,7 +175,12 @@ pub enum Command {
     /// Point-in-time restore of a version, as a journaled transaction.
     Restore {
         manifest: String,
-        #[arg(long, conflicts_with = "at", required_unless_present = "at")]
+        #[arg(
+            long,
+            conflicts_with = "at",
+            required_unless_present = "at",
+            allow_hyphen_values = true
+        )]
         version: Option<String>,
         /// The content the file had on disk at TIME (RFC 3339, or YYYY-MM-DD HH:MM[:SS] local).
         #[arg(long, value_name = "TIME")]

@@ -34,6 +34,11 @@ pub fn run(cli: Cli) -> Result<i32> {
     let format = cli.global.output;
     let ctx = Ctx::new(cli.global)?;
     let outcome = match command {
+        Command::Audit {
+            benchmark,
+            checks,
+            format: form,
+        } => commands::audit::audit(&ctx, benchmark.as_deref(), &checks, form)?,
         Command::Snapshot { manifests } => maintenance::snapshot(&ctx, &manifests)?,
         Command::History { manifest } => versions::history(&ctx, manifest.as_deref())?,
         Command::Show {

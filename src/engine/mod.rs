@@ -5,6 +5,7 @@ pub mod observe;
 pub mod recovery;
 pub mod replace;
 pub mod state;
+mod tail_cut;
 pub mod txn;
 
 use crate::catalog::Catalog;
@@ -48,10 +49,11 @@ pub struct Engine {
     unsynced: usize,
 }
 
-/// Read the journal from the catalog's checkpoint on. A checkpoint that does not name the record
-/// found at its position means the catalog ran ahead of (or away from) the journal; the second
-/// value is then true and the scan is the whole journal, to rebuild the catalog from (it is
-/// derived data).
+/// Read the whole journal — every record's checksum is checked at every start, so damage before
+/// the tail is refused (exit 6) by every command, not only by `verify` — and return the records
+/// the catalog has not seen. A checkpoint that does not name the record found at its position
+/// means the catalog ran ahead of (or away from) the journal; the second value is then true and
+/// all records are returned, to rebuild the catalog from (it is derived data).
 fn scan_after_checkpoint(
     fs: &dyn Fs,
     paths: &StatePaths,
@@ -61,20 +63,25 @@ fn scan_after_checkpoint(
         segment: 1,
         offset: SEGMENT_HEADER_LEN as u64,
     };
-    if let Some(ck) = catalog.checkpoint()? {
-        if let Ok(mut scan) = wal::scan_from(fs, &paths.journal, ck.pos) {
-            let first_matches = scan.records.first().is_some_and(|r| {
+    let mut scan = wal::scan_from(fs, &paths.journal, start)?;
+    match catalog.checkpoint()? {
+        Some(ck) => {
+            let at = scan.records.iter().position(|r| {
                 r.pos == ck.pos && r.decoded.len == ck.len && r.decoded.checksum == ck.checksum
             });
-            if first_matches {
-                scan.records.remove(0);
-                return Ok((scan, false));
+            match at {
+                Some(i) => {
+                    scan.records.drain(..=i);
+                    Ok((scan, false))
+                }
+                None => Ok((scan, true)),
             }
         }
-        return Ok((wal::scan_from(fs, &paths.journal, start)?, true));
+        None => {
+            let stale = catalog.version_count()? > 0 || catalog.max_txn()? > 0;
+            Ok((scan, stale))
+        }
     }
-    let stale = catalog.version_count()? > 0 || catalog.max_txn()? > 0;
-    Ok((wal::scan_from(fs, &paths.journal, start)?, stale))
 }
 
 impl Unrecovered {
@@ -139,11 +146,18 @@ impl Unrecovered {
         self.catch_up_catalog()?;
         crate::failpoint::hit("recover.catalog_caught_up");
         let mut end = self.scan_end;
-        let torn = self.torn;
-        if let Some(t) = &torn {
+        let marker = self.paths.root.join(tail_cut::MARKER);
+        if let Some(t) = &self.torn {
+            // The cut is noted durably first: once the bytes are gone, nothing else would tell
+            // a later start that there was a tail to record.
+            tail_cut::write(self.fs.as_ref(), &marker, t)?;
             end = wal::cut_torn_tail(self.fs.as_ref(), &self.paths.journal, t)?;
             crate::failpoint::hit("recover.tail_truncated");
         }
+        let cut = match self.torn {
+            Some(t) => Some(t),
+            None => tail_cut::read(self.fs.as_ref(), &marker)?,
+        };
         let journal = Journal::open_at(self.fs.clone(), self.paths.journal.clone(), end)?;
         let mut engine = Engine {
             fs: self.fs,
@@ -154,17 +168,23 @@ impl Unrecovered {
             unapplied: Vec::new(),
             unsynced: 0,
         };
-        if let Some(t) = &torn {
-            engine.log(Record::TruncatedTail {
-                at: now_ms(),
-                segment: t.segment,
-                offset: t.offset,
-                dropped: t.dropped,
-            })?;
-            engine.sync()?;
-            crate::failpoint::hit("recover.tail_recorded");
+        if let Some(t) = &cut {
+            if !engine
+                .catalog
+                .has_tail_cut(t.segment, t.offset, t.dropped)?
+            {
+                engine.log(Record::TruncatedTail {
+                    at: now_ms(),
+                    segment: t.segment,
+                    offset: t.offset,
+                    dropped: t.dropped,
+                })?;
+                engine.sync()?;
+                crate::failpoint::hit("recover.tail_recorded");
+            }
+            tail_cut::remove(engine.fs(), &marker)?;
         }
-        Ok((engine, torn))
+        Ok((engine, cut))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::observe::{read_file, Observed};
 use super::{now_ms, replace, Engine};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::failpoint;
 use crate::journal::record::{
     hash_hex, Begin, FileIntent, FileState, Origin, Record, TxnId, TxnKind, Version,
@@ -209,8 +209,8 @@ impl Engine {
     }
 
     /// Write the before contents back where the after contents are on disk, confirm with the
-    /// gate that the component recovered, and record it. The report says `RolledBack`; a failed
-    /// write-back or confirmation is `Error::Critical` with the commands to run by hand.
+    /// gate that the component recovered, and record it. The report says `RolledBack`, or
+    /// `RollbackFailed` (exit 4) with the commands to run by hand in its reason.
     fn roll_back(
         &mut self,
         txn: TxnId,
@@ -296,7 +296,12 @@ impl Engine {
                 reason: msg.clone(),
             })?;
             self.sync_then("rollback.recorded")?;
-            return Err(Error::Critical(msg));
+            return Ok(TxnReport {
+                txn: Some(txn),
+                status: TxnStatus::RollbackFailed,
+                files: intents.to_vec(),
+                reason: msg,
+            });
         }
         self.log(Record::RolledBack {
             txn,

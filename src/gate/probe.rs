@@ -163,9 +163,15 @@ pub fn from_container(container: &Value) -> Result<Vec<ProbeSpec>, String> {
 pub fn from_urls(urls: &[String]) -> Result<Vec<ProbeSpec>, String> {
     urls.iter()
         .map(|u| {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
+            let uri: ureq::http::Uri = u
+                .parse()
+                .map_err(|e| format!("--probe {u:?}: not a URL ({e})"))?;
+            let scheme_ok = matches!(uri.scheme_str(), Some("http") | Some("https"));
+            let host_ok = uri.host().is_some_and(|h| !h.is_empty());
+            if !scheme_ok || !host_ok {
                 return Err(format!(
-                    "--probe {u:?}: expected an http:// or https:// URL"
+                    "--probe {u:?}: expected an http:// or https:// URL with a host, \
+                     e.g. https://127.0.0.1:6443/livez"
                 ));
             }
             Ok(ProbeSpec {
@@ -348,6 +354,20 @@ mod tests {
             "http://127.0.0.1:2381/health?exclude=NOSPACE&serializable=true"
         );
         assert_eq!(p[2].target, Target::Exec("etcdctl endpoint health".into()));
+    }
+
+    #[test]
+    fn probe_urls_need_a_scheme_and_a_host() {
+        for bad in [
+            "http://",
+            "https://:6443/livez",
+            "127.0.0.1:6443/livez",
+            "ftp://h/x",
+            "not a url",
+        ] {
+            assert!(from_urls(&[bad.to_string()]).is_err(), "{bad}");
+        }
+        assert!(from_urls(&["https://127.0.0.1:6443/livez".to_string()]).is_ok());
     }
 
     #[test]

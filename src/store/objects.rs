@@ -33,7 +33,29 @@ impl ObjectStore {
         self.subdir(&hex).join(&hex[2..])
     }
 
+    /// The fan-out directory must be a real directory: the store never follows a planted link.
+    fn check_subdir(&self, hash: &Hash) -> Result<bool> {
+        let sub = self.subdir(&hash_hex(hash));
+        match self.fs.metadata(&sub) {
+            Ok(m) if m.kind == Kind::Dir => Ok(true),
+            Ok(m) if m.kind == Kind::Symlink => Err(Error::integrity(format!(
+                "{} is a symbolic link; kubeharden never follows links in its state directory \
+                 (someone planted it). Remove it and rerun",
+                sub.display()
+            ))),
+            Ok(_) => Err(Error::integrity(format!(
+                "{} is not a directory",
+                sub.display()
+            ))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).ctx(|| format!("stat {}", sub.display())),
+        }
+    }
+
     fn exists(&self, hash: &Hash) -> Result<bool> {
+        if !self.check_subdir(hash)? {
+            return Ok(false);
+        }
         let path = self.path_of(hash);
         match self.fs.metadata(&path) {
             Ok(m) if m.kind == Kind::File => Ok(true),
@@ -87,6 +109,7 @@ impl ObjectStore {
 
     /// Read an object back; its content must hash to its name.
     pub fn get(&self, hash: &Hash) -> Result<Vec<u8>> {
+        self.check_subdir(hash)?;
         let path = self.path_of(hash);
         let raw = self
             .fs

@@ -45,8 +45,8 @@ pub struct Gated {
     pub gate: Value,
 }
 
-/// Run the transaction through the gate. A failed rollback (exit 4) comes back as a report
-/// with status `rollback_failed`, so `-o json` still describes the transaction.
+/// Run the transaction through the gate. A failed rollback (exit 4) is a report with status
+/// `rollback_failed`, so `-o json` still describes the transaction; its reason goes to stderr.
 pub fn transact(
     engine: &mut Engine,
     kind: TxnKind,
@@ -64,19 +64,10 @@ pub fn transact(
         Some(g) => g.json(),
         None => json!({"skipped": true, "reason": "--no-health-gate"}),
     };
-    let report = match result {
-        Ok(r) => r,
-        Err(Error::Critical(msg)) => {
-            eprintln!("kubeharden: {msg}");
-            TxnReport {
-                txn: None,
-                status: TxnStatus::RollbackFailed,
-                files: Vec::new(),
-                reason: msg,
-            }
-        }
-        Err(e) => return Err(e),
-    };
+    let report = result?;
+    if report.status == TxnStatus::RollbackFailed {
+        eprintln!("kubeharden: {}", report.reason);
+    }
     Ok(Gated {
         report,
         gate: gate_json,

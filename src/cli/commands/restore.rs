@@ -7,11 +7,12 @@ use crate::cli::args::GateArgs;
 use crate::cli::context::{stop_on_conflict, Ctx};
 use crate::cli::output::{unified_diff, Outcome};
 use crate::cli::time::parse_time;
+use crate::engine::observe::read_file;
 use crate::engine::txn::{Change, TxnReport, TxnStatus};
-use crate::error::Result;
-use crate::journal::record::{FileState, TxnKind};
-use crate::store::objects::hash_bytes;
+use crate::error::{Error, Result};
+use crate::journal::record::TxnKind;
 use serde_json::json;
+use std::path::Path;
 
 pub struct RestoreArgs<'a> {
     pub manifest: &'a str,
@@ -30,55 +31,20 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
     if let Some(t) = a.at {
         parse_time(t)?;
     }
-    let gate = if a.dry_run {
-        None
-    } else {
-        gated::build(a.gate, None)?
-    };
     let path = ctx.manifest_path(a.manifest)?;
     let key = path.to_string_lossy().into_owned();
+    if a.dry_run {
+        return dry_run(ctx, &a, &path, &key);
+    }
+    let gate = gated::build(a.gate, None)?;
     let mut locked = ctx.open_mutating()?;
     stop_on_conflict(&locked.report)?;
     let engine = &mut locked.engine;
     let row = select(&engine.catalog, &key, a.version, a.at)?;
     let target = engine.store.get(&row.state.hash)?;
     let observed = engine.observe(&path)?;
-    let reason = if a.reason.is_empty() {
-        format!("restore version {}", row.version)
-    } else {
-        a.reason.to_string()
-    };
+    let reason = reason_for(&a, row.version);
     let before = observed.state;
-    if a.dry_run {
-        let after = FileState {
-            hash: hash_bytes(&target),
-            ..row.state
-        };
-        let diff = unified_diff(
-            &observed.bytes,
-            &target,
-            &format!("{key} (on disk)"),
-            &format!("{key}@v{}", row.version),
-        );
-        let report = TxnReport {
-            txn: None,
-            status: TxnStatus::Noop,
-            files: Vec::new(),
-            reason: String::new(),
-        };
-        let status = if before == after { "noop" } else { "dry_run" };
-        let entry = txn_json(
-            &report,
-            status,
-            &key,
-            &before,
-            &after,
-            &[],
-            json!({"skipped": true}),
-            &reason,
-        );
-        return Ok(outcome(vec![entry], diff, 0));
-    }
     let change = Change {
         observed,
         after_bytes: target,
@@ -99,4 +65,47 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
     );
     let text = summary(&report, &key);
     Ok(outcome(vec![entry], text, exit_code(report.status)))
+}
+
+fn reason_for(a: &RestoreArgs, version: u64) -> String {
+    if a.reason.is_empty() {
+        format!("restore version {version}")
+    } else {
+        a.reason.to_string()
+    }
+}
+
+/// What a restore would do, from a read-only view: no lock, no recovery, nothing recorded.
+fn dry_run(ctx: &Ctx, a: &RestoreArgs, path: &Path, key: &str) -> Result<Outcome> {
+    let view = ctx
+        .open_read_only()?
+        .ok_or_else(|| Error::usage(format!("{key}: no version recorded (no state yet)")))?;
+    let row = select(view.unrecovered.catalog(), key, a.version, a.at)?;
+    let target = view.unrecovered.store().get(&row.state.hash)?;
+    let (current, before, _) = read_file(ctx.fs.as_ref(), path)?;
+    let after = row.state;
+    let diff = unified_diff(
+        &current,
+        &target,
+        &format!("{key} (on disk)"),
+        &format!("{key}@v{}", row.version),
+    );
+    let report = TxnReport {
+        txn: None,
+        status: TxnStatus::Noop,
+        files: Vec::new(),
+        reason: String::new(),
+    };
+    let status = if before == after { "noop" } else { "dry_run" };
+    let entry = txn_json(
+        &report,
+        status,
+        key,
+        &before,
+        &after,
+        &[],
+        json!({"skipped": true, "reason": "--dry-run"}),
+        &reason_for(a, row.version),
+    );
+    Ok(outcome(vec![entry], diff, 0))
 }
