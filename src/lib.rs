@@ -10,6 +10,7 @@
 //! - `cli/`      argument parsing and the commands
 
 pub mod catalog;
+pub mod cis;
 pub mod cli;
 pub mod engine;
 pub mod error;

@@ -33,7 +33,9 @@ pub fn version_json(v: &VersionRow) -> Value {
         "version": v.version,
         "hash": hash_hex(&v.state.hash),
         "size": v.state.size,
-        "mode": v.state.mode,
+        "mode": v.state.mode & 0o7777,
+        // The file did not exist (created by the next version, or removed by a rollback).
+        "absent": v.state.is_absent(),
         "uid": v.state.uid,
         "gid": v.state.gid,
         "origin": v.origin,

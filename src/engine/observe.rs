@@ -41,7 +41,32 @@ pub fn read_file(fs: &dyn crate::fsys::Fs, path: &Path) -> Result<(Vec<u8>, File
     Ok((bytes, state, meta.mtime_ms))
 }
 
+/// A file's content and state now; a missing file is [`FileState::absent`].
+pub fn read_current(fs: &dyn crate::fsys::Fs, path: &Path) -> Result<(Vec<u8>, FileState)> {
+    match fs.metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Vec::new(), FileState::absent())),
+        _ => read_file(fs, path).map(|(b, s, _)| (b, s)),
+    }
+}
+
 impl Engine {
+    /// Like [`Engine::observe`], but a missing file is observed as absent (nothing recorded):
+    /// for transactions that create a file.
+    pub fn observe_or_absent(&mut self, path: &Path) -> Result<Observed> {
+        if let Err(e) = self.fs().metadata(path) {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                return Ok(Observed {
+                    path: path.to_string_lossy().into_owned(),
+                    bytes: Vec::new(),
+                    state: FileState::absent(),
+                    version: 0,
+                    recorded: None,
+                });
+            }
+        }
+        self.observe(path)
+    }
+
     /// Read `path` and, if it differs from its last recorded version (or has none), record it
     /// durably as `baseline`/`external` before anyone may overwrite it.
     pub fn observe(&mut self, path: &Path) -> Result<Observed> {

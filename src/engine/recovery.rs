@@ -2,7 +2,7 @@
 //! catalog up, remove our leftover temps, and resolve every transaction that has a BEGIN but no
 //! terminal record — deciding from the files' bytes, not from the APPLIED record.
 
-use super::observe::read_file;
+use super::observe::read_current;
 use super::txn::{after_origin, Gate, GateTarget};
 use super::{now_ms, replace, Engine, Unrecovered};
 use crate::catalog::{TxnFile, TxnRow};
@@ -111,10 +111,10 @@ impl Engine {
         let mut states = Vec::new();
         let mut strangers = Vec::new();
         for f in files {
-            let now = read_file(self.fs(), Path::new(&f.path)).ok();
+            let now = read_current(self.fs(), Path::new(&f.path)).ok();
             let s = match &now {
-                Some((_, st, _)) if *st == f.before => OnDisk::Before,
-                Some((_, st, _)) if *st == f.after => OnDisk::After,
+                Some((_, st)) if *st == f.before => OnDisk::Before,
+                Some((_, st)) if *st == f.after => OnDisk::After,
                 _ => OnDisk::Other,
             };
             if matches!(s, OnDisk::Other) {
@@ -128,7 +128,7 @@ impl Engine {
             let mut names = Vec::new();
             for (f, now) in strangers {
                 names.push(f.path.clone());
-                if let Some((bytes, state, _)) = now {
+                if let Some((bytes, state)) = now {
                     self.store.put(&bytes)?;
                     self.log(Record::Version(Version {
                         path: f.path.clone(),
@@ -196,7 +196,7 @@ impl Engine {
             for ((f, s), bytes) in files.iter().zip(&states).zip(&afters) {
                 if matches!(s, OnDisk::Before) {
                     if let Err(e) =
-                        replace::durable_replace(self.fs(), Path::new(&f.path), bytes, &f.after)
+                        replace::apply_state(self.fs(), Path::new(&f.path), bytes, &f.after)
                     {
                         replay_err = Some(format!("re-applying {} failed: {e}", f.path));
                         break;
@@ -279,12 +279,12 @@ impl Engine {
         let mut rewritten: Vec<&TxnFile> = Vec::new();
         for f in files {
             let path = Path::new(&f.path);
-            let now: Option<FileState> = read_file(self.fs(), path).ok().map(|(_, s, _)| s);
+            let now: Option<FileState> = read_current(self.fs(), path).ok().map(|(_, s)| s);
             if now == Some(f.before) {
                 continue;
             }
             let bytes = self.store.get(&f.before.hash)?;
-            replace::durable_replace(self.fs(), path, &bytes, &f.before).map_err(|e| {
+            replace::apply_state(self.fs(), path, &bytes, &f.before).map_err(|e| {
                 Error::Critical(format!(
                     "CRITICAL: reverting transaction {txn} failed on {}: {e}. Restore it by hand: {}",
                     f.path,

@@ -83,6 +83,22 @@ pub fn durable_replace(fs: &dyn Fs, target: &Path, bytes: &[u8], state: &FileSta
     Ok(())
 }
 
+/// Put `target` in `state`: durably replaced with `bytes`, or removed (durably) when `state` is
+/// absent — the rollback of a transaction that created the file.
+pub fn apply_state(fs: &dyn Fs, target: &Path, bytes: &[u8], state: &FileState) -> Result<()> {
+    if !state.is_absent() {
+        return durable_replace(fs, target, bytes, state);
+    }
+    if check_target(fs, target)? {
+        fs.remove_file(target)
+            .ctx(|| format!("removing {}", target.display()))?;
+        let dir = target.parent().unwrap_or(Path::new("/"));
+        fs.sync_dir(dir)
+            .ctx(|| format!("fsync directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// Remove every leftover temp of ours from a manifests dir (and make the removal durable).
 pub fn remove_leftover_temps(fs: &dyn Fs, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();

@@ -1,7 +1,7 @@
 //! One transaction (transaction-protocol.md, steps 4–10): intent, durable write, gate, commit
 //! or rollback.
 
-use super::observe::{read_file, Observed};
+use super::observe::{read_current, Observed};
 use super::{now_ms, replace, Engine};
 use crate::error::Result;
 use crate::failpoint;
@@ -129,7 +129,7 @@ impl Engine {
                 reason: String::new(),
             });
         }
-        for b in &bodies {
+        for b in bodies.iter().chain(&befores) {
             self.store.put(b)?;
         }
         failpoint::hit("txn.objects_stored");
@@ -149,7 +149,7 @@ impl Engine {
         }
         for (intent, body) in intents.iter().zip(&bodies) {
             if let Err(e) =
-                replace::durable_replace(self.fs(), Path::new(&intent.path), body, &intent.after)
+                replace::apply_state(self.fs(), Path::new(&intent.path), body, &intent.after)
             {
                 return self.roll_back(
                     txn,
@@ -224,9 +224,9 @@ impl Engine {
         let mut before_bytes = Vec::new();
         let mut after_bytes = Vec::new();
         for i in intents {
-            let now = read_file(self.fs(), Path::new(&i.path))
+            let now = read_current(self.fs(), Path::new(&i.path))
                 .ok()
-                .map(|(_, s, _)| s);
+                .map(|(_, s)| s);
             if now != Some(i.before) {
                 on_disk.push(i.clone());
                 before_bytes.push(self.store.get(&i.before.hash)?);
@@ -239,9 +239,7 @@ impl Engine {
         let mut failure = None;
         let mut written = 0;
         for (i, bytes) in on_disk.iter().zip(&before_bytes) {
-            if let Err(e) =
-                replace::durable_replace(self.fs(), Path::new(&i.path), bytes, &i.before)
-            {
+            if let Err(e) = replace::apply_state(self.fs(), Path::new(&i.path), bytes, &i.before) {
                 failure = Some(format!(
                     "writing the previous content of {} back failed ({e}); restore it by hand: {}",
                     i.path,

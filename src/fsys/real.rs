@@ -22,7 +22,8 @@ impl FsFile for RealFile {
         self.0.sync_all()
     }
     fn set_mode(&mut self, mode: u32) -> io::Result<()> {
-        self.0.set_permissions(std::fs::Permissions::from_mode(mode))
+        self.0
+            .set_permissions(std::fs::Permissions::from_mode(mode))
     }
     fn set_owner(&mut self, uid: u32, gid: u32) -> io::Result<()> {
         std::os::unix::fs::fchown(&self.0, Some(uid), Some(gid))

@@ -20,6 +20,27 @@ pub struct FileState {
     pub gid: u32,
 }
 
+/// The `mode` bit that marks a file that did not exist: the before state of a file a transaction
+/// creates (an audit policy, an encryption config), or the after state of one it removes.
+pub const ABSENT_MODE: u32 = 1 << 31;
+
+impl FileState {
+    /// "No file here": empty content, [`ABSENT_MODE`].
+    pub fn absent() -> FileState {
+        FileState {
+            hash: *blake3::hash(b"").as_bytes(),
+            size: 0,
+            mode: ABSENT_MODE,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    pub fn is_absent(&self) -> bool {
+        self.mode & ABSENT_MODE != 0
+    }
+}
+
 /// One file touched by a transaction: its before and after states.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileIntent {
