@@ -9,7 +9,7 @@ pub use apply::{kind_name, origin_name};
 pub use query::{TxnFile, TxnRow, VersionRow};
 
 use crate::error::{Error, Result};
-use crate::journal::wal::Position;
+use crate::journal::wal::{Position, SegmentDigest};
 use rusqlite::{Connection, OptionalExtension};
 use std::path::Path;
 
@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS txn_files (
     after_hash TEXT NOT NULL, after_size INTEGER NOT NULL, after_mode INTEGER NOT NULL,
     after_uid INTEGER NOT NULL, after_gid INTEGER NOT NULL,
     PRIMARY KEY (txn, path)) STRICT;
+CREATE TABLE IF NOT EXISTS segment_digests (
+    segment INTEGER PRIMARY KEY, len INTEGER NOT NULL, hash BLOB NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS tail_cuts (
     at INTEGER NOT NULL, segment INTEGER NOT NULL, offset INTEGER NOT NULL,
     dropped INTEGER NOT NULL) STRICT;
@@ -127,9 +129,45 @@ impl Catalog {
         self.conn
             .execute_batch(
                 "DELETE FROM versions; DELETE FROM objects; DELETE FROM transactions;
-                 DELETE FROM txn_files; DELETE FROM tail_cuts; DELETE FROM meta WHERE key <> 'schema';",
+                 DELETE FROM txn_files; DELETE FROM tail_cuts; DELETE FROM segment_digests; DELETE FROM meta WHERE key <> 'schema';",
             )
             .map_err(db_err)
+    }
+
+    /// The journal prefixes already checked, by segment.
+    pub fn digests(&self) -> Result<Vec<SegmentDigest>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT segment, len, hash FROM segment_digests ORDER BY segment")
+            .map_err(db_err)?;
+        let rows: Vec<(i64, i64, Vec<u8>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(db_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, l, h)| {
+                Some(SegmentDigest {
+                    segment: u32::try_from(s).ok()?,
+                    len: u64::try_from(l).ok()?,
+                    hash: h.try_into().ok()?,
+                })
+            })
+            .collect())
+    }
+
+    pub fn set_digests(&mut self, digests: &[SegmentDigest]) -> Result<()> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        for d in digests {
+            tx.execute(
+                "INSERT INTO segment_digests (segment, len, hash) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(segment) DO UPDATE SET len = excluded.len, hash = excluded.hash",
+                rusqlite::params![d.segment as i64, d.len as i64, d.hash.to_vec()],
+            )
+            .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
     }
 
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {

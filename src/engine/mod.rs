@@ -35,6 +35,8 @@ pub struct Unrecovered {
     pending: Vec<Located>,
     scan_end: Position,
     torn: Option<wal::TornTail>,
+    /// Prefixes checked by this scan, for the catalog once it is caught up.
+    digests: Vec<wal::SegmentDigest>,
 }
 
 pub struct Engine {
@@ -49,11 +51,12 @@ pub struct Engine {
     unsynced: usize,
 }
 
-/// Read the whole journal — every record's checksum is checked at every start, so damage before
-/// the tail is refused (exit 6) by every command, not only by `verify` — and return the records
-/// the catalog has not seen. A checkpoint that does not name the record found at its position
-/// means the catalog ran ahead of (or away from) the journal; the second value is then true and
-/// all records are returned, to rebuild the catalog from (it is derived data).
+/// Read the journal at startup. What earlier starts already checked is re-hashed in one pass
+/// against the digests in the catalog (any changed byte is caught, so damage before the tail is
+/// refused with exit 6 by every command); only what was appended since is decoded. Returns the
+/// records the catalog has not seen, and whether the catalog is stale: a checkpoint that does not
+/// name the record found at its position means the catalog ran ahead of (or away from) the
+/// journal, and the scan is then the whole journal, to rebuild it from (it is derived data).
 fn scan_after_checkpoint(
     fs: &dyn Fs,
     paths: &StatePaths,
@@ -63,24 +66,51 @@ fn scan_after_checkpoint(
         segment: 1,
         offset: SEGMENT_HEADER_LEN as u64,
     };
-    let mut scan = wal::scan_from(fs, &paths.journal, start)?;
-    match catalog.checkpoint()? {
-        Some(ck) => {
-            let at = scan.records.iter().position(|r| {
-                r.pos == ck.pos && r.decoded.len == ck.len && r.decoded.checksum == ck.checksum
-            });
-            match at {
-                Some(i) => {
-                    scan.records.drain(..=i);
-                    Ok((scan, false))
-                }
-                None => Ok((scan, true)),
-            }
+    let full = |stale: bool| -> Result<(Scan, bool)> {
+        Ok((wal::scan_from(fs, &paths.journal, start)?, stale))
+    };
+    let Some(ck) = catalog.checkpoint()? else {
+        return full(catalog.version_count()? > 0 || catalog.max_txn()? > 0);
+    };
+    let digests = catalog.digests()?;
+    let Some(checked) = digests.last().map(|d| Position {
+        segment: d.segment,
+        offset: d.len,
+    }) else {
+        return full(false).map(|(scan, _)| after_checkpoint(scan, &ck));
+    };
+    let from = checked.min(ck.pos);
+    let mut holds = true;
+    for d in digests.iter().filter(|d| d.segment <= from.segment) {
+        if !wal::digest_holds(fs, &paths.journal, d)? {
+            holds = false;
+            break;
         }
-        None => {
-            let stale = catalog.version_count()? > 0 || catalog.max_txn()? > 0;
-            Ok((scan, stale))
+    }
+    if !holds {
+        // Something before the tail changed: the full scan says where (exit 6), or, if every
+        // record still reads, the digests themselves were wrong and the catalog is rebuilt.
+        return full(true);
+    }
+    let scan = wal::scan_from(fs, &paths.journal, from)?;
+    let (scan, stale) = after_checkpoint(scan, &ck);
+    if stale {
+        return full(true);
+    }
+    Ok((scan, false))
+}
+
+/// Drop the records up to and including the checkpoint; stale if it is not among them.
+fn after_checkpoint(mut scan: Scan, ck: &crate::catalog::Checkpoint) -> (Scan, bool) {
+    let at = scan.records.iter().position(|r| {
+        r.pos == ck.pos && r.decoded.len == ck.len && r.decoded.checksum == ck.checksum
+    });
+    match at {
+        Some(i) => {
+            scan.records.drain(..=i);
+            (scan, false)
         }
+        None => (scan, true),
     }
 }
 
@@ -111,6 +141,7 @@ impl Unrecovered {
             pending: scan.records,
             scan_end: scan.end,
             torn: scan.torn,
+            digests: scan.digests,
         };
         if stale && !writable {
             un.catch_up_catalog()?;
@@ -138,6 +169,8 @@ impl Unrecovered {
         self.catalog
             .apply(&self.pending, &|h| store.stored_size(h).unwrap_or(0))?;
         self.pending.clear();
+        self.catalog.set_digests(&self.digests)?;
+        self.digests.clear();
         Ok(())
     }
 

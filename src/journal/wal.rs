@@ -41,6 +41,24 @@ pub struct Scan {
     /// Where the next record would go, if the tail were cut.
     pub end: Position,
     pub torn: Option<TornTail>,
+    /// For every segment read: the blake3 of its bytes up to the end of its last whole record.
+    pub digests: Vec<SegmentDigest>,
+}
+
+/// A checked prefix of a segment: its first `len` bytes hash to `hash`. Kept in the catalog so
+/// that the next start re-hashes what it already checked (one fast blake3 over the bytes) instead
+/// of decoding every record again, and decodes only what was appended since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentDigest {
+    pub segment: u32,
+    pub len: u64,
+    pub hash: [u8; 32],
+}
+
+/// Whether the first `d.len` bytes of segment `d.segment` still hash to `d.hash`.
+pub fn digest_holds(fs: &dyn Fs, dir: &Path, d: &SegmentDigest) -> Result<bool> {
+    let bytes = read_segment(fs, dir, d.segment)?;
+    Ok(bytes.len() as u64 >= d.len && *blake3::hash(&bytes[..d.len as usize]).as_bytes() == d.hash)
 }
 
 pub fn segment_name(n: u32) -> String {
@@ -109,10 +127,12 @@ pub fn scan_from(fs: &dyn Fs, dir: &Path, from: Position) -> Result<Scan> {
                 offset: SEGMENT_HEADER_LEN as u64,
             },
             torn: None,
+            digests: Vec::new(),
         });
     };
     let mut end = from;
     let mut torn = None;
+    let mut digests = Vec::new();
     for &n in segs.iter().filter(|&&n| n >= from.segment) {
         let bytes = read_segment(fs, dir, n)?;
         let is_last = n == last;
@@ -186,8 +206,18 @@ pub fn scan_from(fs: &dyn Fs, dir: &Path, from: Position) -> Result<Scan> {
                 Err(c) => return Err(corrupt(c.offset, c.reason)),
             }
         }
+        digests.push(SegmentDigest {
+            segment: n,
+            len: end.offset,
+            hash: *blake3::hash(&bytes[..end.offset as usize]).as_bytes(),
+        });
     }
-    Ok(Scan { records, end, torn })
+    Ok(Scan {
+        records,
+        end,
+        torn,
+        digests,
+    })
 }
 
 /// The appender. Only built by recovery, after any torn tail has been cut.
