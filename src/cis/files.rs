@@ -113,8 +113,8 @@ fn ends_with(p: &Path, suffix: &str) -> bool {
         .is_some_and(|n| n.ends_with(suffix))
 }
 
-/// The paths a target names, and whether each must exist to be listed (`find`) or is
-/// reported missing (`stat` of a named file).
+/// The paths a target names: named files (reported "not found" when missing), or what a
+/// `find` lists (only what exists).
 pub fn paths(target: FileTarget, env: &FileEnv) -> Vec<PathBuf> {
     let k = &env.kubernetes_dir;
     let pki = k.join("pki");

@@ -9,13 +9,15 @@
 //!
 //! Modules: `rules` (vocabulary) and `table` (the checks), `benchmark` (selection and
 //! variants), `flags` (command-line readings), `eval` (ops), `files` (stat), `source`
-//! (manifests and /proc), `check` (one check's evaluation), `report` (text/json/junit).
+//! (manifests and /proc), `check` (one check's evaluation; `encryption` for 1.2.28),
+//! `report` (text/json/junit).
 //!
 //! The entry point is [`run`]; [`AuditReport`] is what a remediator consumes: per check id the
 //! status, the manifest it reads, what was found, the notes, and the rule's `fix` steps.
 
 pub mod benchmark;
 mod check;
+mod encryption;
 pub mod eval;
 pub mod files;
 pub mod flags;
@@ -191,6 +193,13 @@ impl AuditReport {
         s
     }
 
+    /// What `remediate` works on: automated checks that FAIL.
+    pub fn failing_automated(&self) -> impl Iterator<Item = &CheckResult> {
+        self.results
+            .iter()
+            .filter(|r| r.status == Status::Fail && r.check.kind == CheckType::Automated)
+    }
+
     pub fn has_fail(&self) -> bool {
         self.results.iter().any(|r| r.status == Status::Fail)
     }
@@ -306,6 +315,7 @@ fn gather(opts: &AuditOptions) -> Node {
         procs.insert(c, found);
     }
     if opts.processes {
+        // 1.1.9/1.1.10 read a running kubelet's --cni-conf-dir (pflag, as the API server's).
         for k in source::find_processes("kubelet") {
             let f = flags::Flags::parse(Component::ApiServer, &k.argv, true);
             fenv.cni_conf_dirs

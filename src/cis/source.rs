@@ -103,7 +103,11 @@ impl Pod {
             .iter()
             .filter_map(|(mount, host)| {
                 let rest = p.strip_prefix(mount).ok()?;
-                Some((mount.len(), Path::new(host).join(rest)))
+                let host = match rest.as_os_str().is_empty() {
+                    true => PathBuf::from(host),
+                    false => Path::new(host).join(rest),
+                };
+                Some((mount.len(), host))
             })
             .max_by_key(|(len, _)| *len)
             .map(|(_, h)| h)
