@@ -20,3 +20,4 @@ pub mod journal;
 pub mod manifest;
 pub mod store;
 pub mod gate;
+pub mod remediate;

@@ -148,6 +148,28 @@ pub enum Command {
         #[arg(long, value_enum)]
         format: Option<super::commands::audit::AuditFormat>,
     },
+    /// Apply the fixes of failing CIS checks: one health-gated transaction per component.
+    Remediate {
+        /// Check id to fix (repeatable or comma-separated); risky checks only this way.
+        #[arg(
+            long = "check",
+            value_name = "ID",
+            value_delimiter = ',',
+            conflicts_with = "all"
+        )]
+        checks: Vec<String>,
+        /// Every failing automated check, except the risky ones (1.2.1, 1.2.5, 1.2.11).
+        #[arg(long)]
+        all: bool,
+        /// cis-1.12 or cis-1.11 (default: from the kube-apiserver image version).
+        #[arg(long, value_name = "ID")]
+        benchmark: Option<String>,
+        /// Print the plan with diffs; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        gate: GateArgs,
+    },
     /// Record the current content of manifests as versions (before/after kubeadm upgrade).
     Snapshot {
         /// Files to record (default: every *.yaml, *.yml, *.json in the manifests dir).

@@ -39,6 +39,22 @@ pub fn run(cli: Cli) -> Result<i32> {
             checks,
             format: form,
         } => commands::audit::audit(&ctx, benchmark.as_deref(), &checks, form)?,
+        Command::Remediate {
+            checks,
+            all,
+            benchmark,
+            dry_run,
+            gate,
+        } => commands::remediate::remediate(
+            &ctx,
+            commands::remediate::RemediateArgs {
+                checks: &checks,
+                all,
+                benchmark: benchmark.as_deref(),
+                dry_run,
+                gate: &gate,
+            },
+        )?,
         Command::Snapshot { manifests } => maintenance::snapshot(&ctx, &manifests)?,
         Command::History { manifest } => versions::history(&ctx, manifest.as_deref())?,
         Command::Show {

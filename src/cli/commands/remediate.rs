@@ -1,0 +1,238 @@
+//! `remediate`: apply the fixes of failing CIS checks (see `src/remediate/`).
+
+use super::gated;
+use super::txn_output::txn_json;
+use crate::cis::{self, AuditOptions, BenchmarkId};
+use crate::cli::args::GateArgs;
+use crate::cli::context::{stop_on_conflict, Ctx};
+use crate::cli::output::{unified_diff, Outcome};
+use crate::error::{Error, Result};
+use crate::remediate::{self, build, Env, GateWithJson, Plan};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+pub struct RemediateArgs<'a> {
+    pub checks: &'a [String],
+    pub all: bool,
+    pub benchmark: Option<&'a str>,
+    pub dry_run: bool,
+    pub gate: &'a GateArgs,
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn audit(ctx: &Ctx, benchmark: Option<&str>) -> Result<cis::AuditReport> {
+    let mut opts = AuditOptions::new(ctx.manifests_dir()?, absolute(&ctx.global.kubernetes_dir));
+    opts.benchmark = benchmark
+        .map(BenchmarkId::parse)
+        .transpose()
+        .map_err(Error::usage)?;
+    cis::run(&opts).map_err(Error::usage)
+}
+
+fn plan_json(plan: &Plan) -> serde_json::Value {
+    json!({
+        "batches": plan.batches.iter().map(|(c, path, items)| json!({
+            "component": format!("{c:?}"), "path": path.display().to_string(),
+            "checks": items.iter().map(|i| i.id).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "file_checks": plan.file_items.iter().map(|i| i.id).collect::<Vec<_>>(),
+        "skipped": plan.skipped.iter().map(|(id, why)| json!({"check": id, "reason": why})).collect::<Vec<_>>(),
+    })
+}
+
+fn dry_run(ctx: &Ctx, plan: &Plan) -> Result<Outcome> {
+    let kd = absolute(&ctx.global.kubernetes_dir);
+    let mut text = String::new();
+    let mut entries = Vec::new();
+    for (component, path, items) in &plan.batches {
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
+        let fixes: Vec<_> = items.iter().flat_map(|i| i.fix.iter().copied()).collect();
+        let built = build::build(&bytes, *component, &fixes, &kd, &|p: &Path| p.exists())
+            .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
+        let ids: Vec<&str> = items.iter().map(|i| i.id).collect();
+        text.push_str(&format!(
+            "# {component:?}: {} (one restart)\n",
+            ids.join(" ")
+        ));
+        text.push_str(&unified_diff(
+            &bytes,
+            &built.manifest,
+            &path.display().to_string(),
+            &format!("{} (after remediate)", path.display()),
+        ));
+        for f in &built.files {
+            text.push_str(&format!(
+                "# creates {} (mode {:o})\n",
+                f.path.display(),
+                f.mode
+            ));
+        }
+        entries.push(json!({"status": "dry_run", "path": path.display().to_string(), "checks": ids, "flags": built.flags,
+            "creates": built.files.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>()}));
+    }
+    for i in &plan.file_items {
+        text.push_str(&format!(
+            "# {}: {} on {}\n",
+            i.id,
+            i.fix
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            i.targets
+                .iter()
+                .map(|t| t.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    for (id, why) in &plan.skipped {
+        text.push_str(&format!("# skipped {id}: {why}\n"));
+    }
+    Ok(Outcome::new(
+        json!({"transactions": entries, "plan": plan_json(plan)}),
+        text,
+    ))
+}
+
+pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
+    if a.all == !a.checks.is_empty() {
+        return Err(Error::usage("give either --all or --check ID (repeatable)"));
+    }
+    let before = audit(ctx, a.benchmark)?;
+    let plan = remediate::plan(&before, a.checks, a.all)?;
+    for w in &plan.warnings {
+        eprintln!("kubeharden: warning: {w}");
+    }
+    if a.dry_run {
+        return dry_run(ctx, &plan);
+    }
+    let gate_args = a.gate.clone();
+    let make_gate = move || -> Result<Option<Box<dyn GateWithJson>>> {
+        Ok(gated::build(&gate_args, None)?.map(|g| Box::new(g) as Box<dyn GateWithJson>))
+    };
+    make_gate()?;
+    let kd = absolute(&ctx.global.kubernetes_dir);
+    let env = Env {
+        kubernetes_dir: &kd,
+        gate: &make_gate,
+    };
+    let mut locked = ctx.open_mutating()?;
+    stop_on_conflict(&locked.report)?;
+    let engine = &mut locked.engine;
+    let mut out = remediate::Outcome::default();
+    for (component, path, items) in &plan.batches {
+        remediate::apply_batch(engine, &env, *component, path, items, &mut out)?;
+    }
+    if out.critical.is_none() {
+        remediate::apply_file_fixes(engine, &plan.file_items, &mut out)?;
+    }
+    drop(locked);
+    out.applied.sort_unstable();
+    out.applied.dedup();
+
+    let after = audit(ctx, Some(before.benchmark.name())).ok();
+    let still_failing: Vec<&str> = after
+        .as_ref()
+        .map(|r| {
+            out.applied
+                .iter()
+                .copied()
+                .filter(|id| r.get(id).is_some_and(|c| c.status != cis::Status::Pass))
+                .collect()
+        })
+        .unwrap_or_default();
+    let entries: Vec<_> = out
+        .attempts
+        .iter()
+        .map(|t| {
+            let before = t
+                .report
+                .files
+                .first()
+                .map(|f| f.before)
+                .unwrap_or(crate::journal::record::FileState::absent());
+            let after = t.report.files.first().map(|f| f.after).unwrap_or(before);
+            let mut e = txn_json(
+                &t.report,
+                t.report.status.as_str(),
+                &t.path,
+                &before,
+                &after,
+                &t.flags,
+                t.gate.clone(),
+                &format!("CIS {}", t.checks.join(" ")),
+            );
+            e["checks"] = json!(t.checks);
+            e
+        })
+        .collect();
+    let mut text = String::new();
+    for t in &out.attempts {
+        text.push_str(&format!(
+            "{} {}: {} ({})\n",
+            t.report.status.as_str(),
+            t.path,
+            t.checks.join(" "),
+            if t.report.reason.is_empty() {
+                t.flags.join(" ")
+            } else {
+                t.report.reason.clone()
+            }
+        ));
+    }
+    text.push_str(&format!(
+        "applied: {}\n",
+        if out.applied.is_empty() {
+            "none".into()
+        } else {
+            out.applied.join(" ")
+        }
+    ));
+    for (id, why) in &out.rolled_back {
+        text.push_str(&format!("rolled back {id}: {why}\n"));
+    }
+    for (id, why) in &plan.skipped {
+        text.push_str(&format!("skipped {id}: {why}\n"));
+    }
+    for n in &out.notes {
+        text.push_str(&format!("note: {n}\n"));
+    }
+    if !still_failing.is_empty() {
+        text.push_str(&format!(
+            "still failing after the change: {}\n",
+            still_failing.join(" ")
+        ));
+    }
+    if let Some(c) = &out.critical {
+        eprintln!("kubeharden: {c}");
+    }
+    let code = if out.critical.is_some() {
+        4
+    } else if out.rolled_back.is_empty() {
+        0
+    } else {
+        3
+    };
+    let json = json!({
+        "benchmark": before.benchmark.name(),
+        "transactions": entries,
+        "applied": out.applied,
+        "rolled_back": out.rolled_back.iter().map(|(id, why)| json!({"check": id, "reason": why})).collect::<Vec<_>>(),
+        "skipped": plan.skipped.iter().map(|(id, why)| json!({"check": id, "reason": why})).collect::<Vec<_>>(),
+        "notes": out.notes,
+        "still_failing": still_failing,
+        "restarts": out.attempts.iter().filter(|t| t.report.status != crate::engine::txn::TxnStatus::Noop && !t.gate["skipped"].as_bool().unwrap_or(false)).count(),
+    });
+    Ok(Outcome::new(json, text).with_code(code))
+}

@@ -1,0 +1,373 @@
+//! `remediate`: the failing CIS checks' fixes, applied as ONE health-gated transaction per
+//! component (one restart each) in dependency order — etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler. A batch that fails its gate is bisected: rolled back,
+//! split, the halves retried, until the offending fix is isolated; the rest commit.
+//! File checks (1.1.x) become chmod/chown transactions (metadata versions, restorable).
+
+pub mod build;
+pub mod files;
+
+use crate::cis::rules::{Component, Remediation};
+use crate::cis::{AuditReport, CheckResult, Status};
+use crate::engine::txn::{Change, Gate, TxnReport, TxnStatus};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::journal::record::TxnKind;
+use std::path::{Path, PathBuf};
+
+/// One check's fix, ready to batch.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub id: &'static str,
+    pub fix: &'static [Remediation],
+    pub manifest: PathBuf,
+    pub component: Component,
+    /// File checks: the files to chmod/chown.
+    pub targets: Vec<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Per component, in apply order: the flag/file/mount fixes of its manifest.
+    pub batches: Vec<(Component, PathBuf, Vec<Item>)>,
+    /// chmod/chown fixes.
+    pub file_items: Vec<Item>,
+    /// (check id, why it is not applied).
+    pub skipped: Vec<(String, String)>,
+    /// Warnings printed before applying (dangerous checks asked for by id).
+    pub warnings: Vec<String>,
+}
+
+const ORDER: [Component; 4] = [
+    Component::Etcd,
+    Component::ApiServer,
+    Component::ControllerManager,
+    Component::Scheduler,
+];
+
+fn actionable(fix: &[Remediation]) -> bool {
+    fix.iter().any(|f| !matches!(f, Remediation::Manual(_)))
+}
+
+fn is_file_fix(fix: &[Remediation]) -> bool {
+    fix.iter().all(|f| {
+        matches!(
+            f,
+            Remediation::Chmod { .. } | Remediation::Chown { .. } | Remediation::Manual(_)
+        )
+    })
+}
+
+/// Which checks to fix. `--all`: failing automated checks, dangerous ones excluded. `--check`:
+/// exactly those (dangerous ones with a warning), if they do not already pass.
+pub fn plan(report: &AuditReport, checks: &[String], all: bool) -> Result<Plan> {
+    let mut p = Plan::default();
+    let chosen: Vec<&CheckResult> = if all {
+        report.failing_automated().collect()
+    } else {
+        let mut v = Vec::new();
+        for id in checks {
+            let r = report.get(id).ok_or_else(|| {
+                Error::usage(format!(
+                    "--check {id}: no such check in {}",
+                    report.benchmark.name()
+                ))
+            })?;
+            v.push(r);
+        }
+        v
+    };
+    let mut by_component: Vec<(Component, PathBuf, Vec<Item>)> = Vec::new();
+    for r in chosen {
+        let id = r.check.id;
+        if r.status == Status::Pass {
+            p.skipped.push((id.into(), "already passes".into()));
+            continue;
+        }
+        if let Some(why) = r.check.dangerous {
+            if all {
+                p.skipped.push((
+                    id.into(),
+                    format!("not in --all: {why}; apply it with --check {id} if you accept that"),
+                ));
+                continue;
+            }
+            p.warnings.push(format!("{id} is risky: {why}"));
+        }
+        if !actionable(r.check.fix) {
+            p.skipped
+                .push((id.into(), format!("needs a person: {}", r.remediation)));
+            continue;
+        }
+        if is_file_fix(r.check.fix) {
+            if r.failing.is_empty() {
+                p.skipped.push((id.into(), format!("nothing to change: {}", r.found)));
+                continue;
+            }
+            p.file_items.push(Item {
+                id,
+                fix: r.check.fix,
+                manifest: PathBuf::new(),
+                component: r.check.component,
+                targets: r.failing.clone(),
+            });
+            continue;
+        }
+        let Some(manifest) = r.manifest.clone() else {
+            p.skipped
+                .push((id.into(), "no manifest found for its component".into()));
+            continue;
+        };
+        let item = Item {
+            id,
+            fix: r.check.fix,
+            manifest: manifest.clone(),
+            component: r.check.component,
+            targets: Vec::new(),
+        };
+        match by_component
+            .iter_mut()
+            .find(|(c, _, _)| *c == r.check.component)
+        {
+            Some((_, _, items)) => items.push(item),
+            None => by_component.push((r.check.component, manifest, vec![item])),
+        }
+    }
+    for c in ORDER {
+        if let Some(i) = by_component.iter().position(|(bc, _, _)| *bc == c) {
+            p.batches.push(by_component.remove(i));
+        }
+    }
+    p.batches.extend(by_component);
+    Ok(p)
+}
+
+/// What happened to one transaction of the run.
+pub struct Attempt {
+    pub report: TxnReport,
+    pub path: String,
+    pub checks: Vec<&'static str>,
+    pub flags: Vec<String>,
+    pub gate: serde_json::Value,
+}
+
+#[derive(Default)]
+pub struct Outcome {
+    pub attempts: Vec<Attempt>,
+    pub applied: Vec<&'static str>,
+    pub rolled_back: Vec<(&'static str, String)>,
+    pub notes: Vec<String>,
+    pub critical: Option<String>,
+}
+
+/// Everything a batch needs besides the engine.
+pub struct Env<'a> {
+    pub kubernetes_dir: &'a Path,
+    /// A fresh gate for each attempt (`None` with --no-health-gate).
+    pub gate: &'a dyn Fn() -> Result<Option<Box<dyn GateWithJson>>>,
+}
+
+/// A gate that can describe what it saw.
+pub trait GateWithJson: Gate {
+    fn json(&self) -> serde_json::Value;
+}
+
+impl GateWithJson for crate::gate::HealthGate {
+    fn json(&self) -> serde_json::Value {
+        crate::gate::HealthGate::json(self)
+    }
+}
+
+fn fixes_of(items: &[Item]) -> Vec<Remediation> {
+    items.iter().flat_map(|i| i.fix.iter().copied()).collect()
+}
+
+/// Apply a component's batch; on a failed gate, bisect.
+pub fn apply_batch(
+    engine: &mut Engine,
+    env: &Env,
+    component: Component,
+    manifest: &Path,
+    items: &[Item],
+    out: &mut Outcome,
+) -> Result<()> {
+    if items.is_empty() || out.critical.is_some() {
+        return Ok(());
+    }
+    let ids: Vec<&'static str> = items.iter().map(|i| i.id).collect();
+    let observed = engine.observe(manifest)?;
+    let exists = |p: &Path| p.exists();
+    let built = build::build(
+        &observed.bytes,
+        component,
+        &fixes_of(items),
+        env.kubernetes_dir,
+        &exists,
+    )
+    .map_err(|e| {
+        Error::usage(format!(
+            "{}: cannot apply {}: {e}",
+            manifest.display(),
+            ids.join(", ")
+        ))
+    })?;
+    out.notes.extend(built.notes.iter().cloned());
+    let mut changes = vec![Change {
+        observed,
+        after_bytes: built.manifest,
+        after_meta: None,
+    }];
+    for f in &built.files {
+        if let Some(dir) = f.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+                context: format!("creating {}", dir.display()),
+                source: e,
+            })?;
+        }
+        changes.push(Change {
+            observed: engine.observe_or_absent(&f.path)?,
+            after_bytes: f.content.clone(),
+            after_meta: Some((f.mode, 0, 0)),
+        });
+    }
+    let mut gate = (env.gate)()?;
+    let reason = format!("CIS {}", ids.join(" "));
+    let report = engine.transact(
+        TxnKind::Remediate,
+        &reason,
+        changes,
+        gate.as_deref_mut().map(|g| g as &mut dyn Gate),
+    )?;
+    let gate_json = gate.as_ref().map_or_else(
+        || serde_json::json!({"skipped": true, "reason": "--no-health-gate"}),
+        |g| g.json(),
+    );
+    let status = report.status;
+    let why = report.reason.clone();
+    out.attempts.push(Attempt {
+        report,
+        path: manifest.to_string_lossy().into_owned(),
+        checks: ids.clone(),
+        flags: built.flags,
+        gate: gate_json,
+    });
+    match status {
+        TxnStatus::Committed | TxnStatus::Noop => {
+            out.applied.extend(&ids);
+            for f in &built.files {
+                if let Some(n) = &f.after_note {
+                    out.notes.push(n.clone());
+                }
+            }
+        }
+        TxnStatus::RollbackFailed => out.critical = Some(why),
+        TxnStatus::RolledBack if items.len() == 1 => out.rolled_back.push((ids[0], why)),
+        TxnStatus::RolledBack => {
+            let (a, b) = items.split_at(items.len() / 2);
+            apply_batch(engine, env, component, manifest, a, out)?;
+            apply_batch(engine, env, component, manifest, b, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn owner_ids(owner: &str) -> std::result::Result<(u32, u32), String> {
+    let (u, g) = owner.split_once(':').unwrap_or((owner, owner));
+    let uid = nix::unistd::User::from_name(u)
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("no user {u:?} on this node"))?
+        .uid
+        .as_raw();
+    let gid = nix::unistd::Group::from_name(g)
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("no group {g:?} on this node"))?
+        .gid
+        .as_raw();
+    Ok((uid, gid))
+}
+
+/// chmod/chown fixes: one transaction per file (same bytes, new metadata), no restart needed.
+pub fn apply_file_fixes(engine: &mut Engine, items: &[Item], out: &mut Outcome) -> Result<()> {
+    let mut paths: Vec<PathBuf> = items
+        .iter()
+        .flat_map(|i| i.targets.iter().cloned())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    for path in paths {
+        let mine: Vec<&Item> = items.iter().filter(|i| i.targets.contains(&path)).collect();
+        let ids: Vec<&'static str> = mine.iter().map(|i| i.id).collect();
+        if path.is_dir() {
+            let cmds: Vec<String> = mine
+                .iter()
+                .flat_map(|i| i.fix.iter())
+                .filter_map(|f| match f {
+                    Remediation::Chmod { mode } => {
+                        Some(format!("chmod {mode:o} {}", path.display()))
+                    }
+                    Remediation::Chown { owner } => {
+                        Some(format!("chown {owner} {}", path.display()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            out.notes.push(format!(
+                "{}: {} is a directory (not versioned); run by hand: {}",
+                ids.join(", "),
+                path.display(),
+                cmds.join("; ")
+            ));
+            continue;
+        }
+        let observed = match engine.observe(&path) {
+            Ok(o) => o,
+            Err(e) => {
+                out.notes.push(format!("{}: {e}", ids.join(", ")));
+                continue;
+            }
+        };
+        let (mut mode, mut uid, mut gid) =
+            (observed.state.mode, observed.state.uid, observed.state.gid);
+        let mut problem = None;
+        for f in mine.iter().flat_map(|i| i.fix.iter()) {
+            match f {
+                // "600 or more restrictive": keep only the allowed bits.
+                Remediation::Chmod { mode: allowed } => mode &= allowed,
+                Remediation::Chown { owner } => match owner_ids(owner) {
+                    Ok((u, g)) => (uid, gid) = (u, g),
+                    Err(e) => problem = Some(e),
+                },
+                _ => {}
+            }
+        }
+        if let Some(e) = problem {
+            out.notes
+                .push(format!("{}: {}: {e}", ids.join(", "), path.display()));
+            continue;
+        }
+        let bytes = observed.bytes.clone();
+        let report = engine.transact(
+            TxnKind::Remediate,
+            &format!("CIS {}", ids.join(" ")),
+            vec![Change {
+                observed,
+                after_bytes: bytes,
+                after_meta: Some((mode, uid, gid)),
+            }],
+            None,
+        )?;
+        if matches!(report.status, TxnStatus::Committed | TxnStatus::Noop) {
+            out.applied.extend(&ids);
+        }
+        out.attempts.push(Attempt {
+            report,
+            path: path.to_string_lossy().into_owned(),
+            checks: ids,
+            flags: Vec::new(),
+            gate: serde_json::json!({"skipped": true, "reason": "metadata only: no restart"}),
+        });
+    }
+    Ok(())
+}
