@@ -251,7 +251,7 @@ impl Engine {
         }
         failpoint::hit("rollback.before_written");
         if failure.is_none() && !on_disk.is_empty() {
-            if let Some(g) = gate.as_deref_mut() {
+            if let Some(g) = gate {
                 if let Err(why) = g.check(&targets(&on_disk, &before_bytes, &after_bytes)) {
                     failure = Some(format!(
                         "the previous content is back on disk, but the component did not come back healthy: {why}. Check the kubelet ('journalctl -u kubelet', 'crictl ps -a') and, if a manifest is wrong, restore it by hand: {}",

@@ -298,7 +298,7 @@ fn last_probe(specs: &[ProbeSpec], last: &[Option<ProbeResult>]) -> String {
         .iter()
         .zip(last)
         .find(|(_, r)| r.as_ref().is_some_and(|r| !r.ok))
-        .or_else(|| specs.iter().zip(last).last());
+        .or_else(|| specs.iter().zip(last).next_back());
     match pick {
         Some((s, Some(r))) => format!("{} → {}", s.describe(), r.detail),
         Some((s, None)) => format!("{} → (not probed yet)", s.describe()),

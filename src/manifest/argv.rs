@@ -236,9 +236,29 @@ impl Model {
         }
     }
 
+    /// True for `sh -c SCRIPT` and the like: the program's flags are inside the script
+    /// string, where this editor cannot see them, and a flag added to the list would only
+    /// become a positional parameter of the script.
+    fn runs_shell_script(&self) -> bool {
+        let Some(prog) = self.entries.first().filter(|e| e.list == ListId::Command) else {
+            return false;
+        };
+        let base = prog.text.rsplit('/').next().unwrap_or_default();
+        matches!(base, "sh" | "bash" | "ash" | "dash" | "ksh" | "zsh")
+            && self.entries[1..].iter().any(|e| {
+                e.text.starts_with('-') && !e.text.starts_with("--") && e.text.contains('c')
+            })
+    }
+
     /// Applies one edit. Errors say why the edit cannot be made safely.
     pub fn apply(&mut self, edit: &FlagEdit) -> Result<(), String> {
         let name = edit.name();
+        if self.runs_shell_script() {
+            return Err(format!(
+                "it runs a shell script ({} -c ...); flags inside the script cannot be edited",
+                self.entries[0].text
+            ));
+        }
         let (groups, terminated) = self.groups();
         let n = normalize(name);
         let matched: Vec<&Group> = groups.iter().filter(|g| g.name == n).collect();

@@ -99,7 +99,7 @@ fn mapping<'v>(v: &'v Value, path: &str) -> Result<&'v serde_norway::Mapping, Ma
     if m.contains_key("<<") {
         return Err(ManifestError::Unsupported {
             line: None,
-            what: format!("a merge key (<<) in {path}"),
+            what: format!("a merge key (<<) in {path} is not supported"),
         });
     }
     Ok(m)

@@ -24,6 +24,7 @@ mod lists;
 mod locate;
 mod render;
 mod scan;
+pub mod volumes;
 
 pub use argv::{parse_flag_arg, validate_flag_name, validate_flag_value, FlagEdit};
 
@@ -60,7 +61,9 @@ pub enum ManifestError {
     },
     #[error("{path} {detail}")]
     BadArgv { path: String, detail: String },
-    #[error("{}{what} is not supported", fmt_at(*.line, None))]
+    /// A shape the editor does not change (anchors, block scalars as items, ...), or cannot
+    /// follow; `what` says which.
+    #[error("{}{what}", fmt_at(*.line, None))]
     Unsupported { line: Option<usize>, what: String },
     #[error("{}cannot edit container {container:?}: {reason}", fmt_at(*.line, None))]
     CannotEdit {
@@ -150,9 +153,14 @@ fn text_error(src: &Src, e: ScanError) -> ManifestError {
 }
 
 fn unsupported(src: &Src, e: ScanError) -> ManifestError {
+    let what = if e.what.contains("not supported") {
+        e.what
+    } else {
+        format!("{}: this layout is not supported by the editor", e.what)
+    };
     ManifestError::Unsupported {
         line: Some(src.line_of(e.pos)),
-        what: e.what,
+        what,
     }
 }
 
@@ -261,7 +269,7 @@ pub fn edit_flags(
         let Some(e) = entry(key) else {
             return Err(ManifestError::Unsupported {
                 line: None,
-                what: format!("a {key} list this editor could not locate"),
+                what: format!("the {key} list could not be located; this layout is not supported"),
             });
         };
         list_line = src.line_of(e.colon);
@@ -281,7 +289,9 @@ pub fn edit_flags(
         if found != expected {
             return Err(ManifestError::Unsupported {
                 line: Some(list_line),
-                what: format!("a {key} list whose items this editor cannot read exactly"),
+                what: format!(
+                    "the {key} items could not be read back exactly; this layout is not supported"
+                ),
             });
         }
         edit::list_edits(&src, &loc, &model.plan(list), &mut byte_edits)

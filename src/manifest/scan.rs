@@ -173,18 +173,20 @@ pub(crate) fn check_text(b: &[u8]) -> ScanResult<&str> {
         Ok(s) => s,
         Err(e) => return err(e.valid_up_to(), "the manifest is not valid utf-8"),
     };
-    for (i, c) in s.char_indices() {
+    // A byte scan: every character of interest starts with one of these bytes.
+    for (i, &c) in b.iter().enumerate() {
         let bad = match c {
-            '\0' => Some("a NUL byte"),
-            '\r' if b.get(i + 1) != Some(&b'\n') => {
-                Some("a carriage return not followed by a line feed")
+            0 => "a nul byte",
+            b'\r' if b.get(i + 1) != Some(&b'\n') => {
+                "a carriage return not followed by a line feed"
             }
-            '\u{85}' | '\u{2028}' | '\u{2029}' => Some("a unicode line separator character"),
-            _ => None,
+            0xC2 if b.get(i + 1) == Some(&0x85) => "a unicode line separator character",
+            0xE2 if b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xA8 | 0xA9)) => {
+                "a unicode line separator character"
+            }
+            _ => continue,
         };
-        if let Some(what) = bad {
-            return err(i, format!("{what} is not supported"));
-        }
+        return err(i, format!("{bad} is not supported"));
     }
     Ok(s)
 }

@@ -106,7 +106,7 @@ fn dry_run(ctx: &Ctx, plan: &Plan) -> Result<Outcome> {
 }
 
 pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
-    if a.all == !a.checks.is_empty() {
+    if a.all != a.checks.is_empty() {
         return Err(Error::usage("give either --all or --check ID (repeatable)"));
     }
     let before = audit(ctx, a.benchmark)?;
@@ -167,8 +167,7 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
                 &t.report,
                 t.report.status.as_str(),
                 &t.path,
-                &before,
-                &after,
+                (&before, &after),
                 &t.flags,
                 t.gate.clone(),
                 &format!("CIS {}", t.checks.join(" ")),
