@@ -70,7 +70,12 @@ pub fn build(
     for fix in fixes {
         match *fix {
             Remediation::SetFlag { name, value } => {
-                state.insert(name.into(), Some(value.into()));
+                // The table speaks kubeadm's paths; this node's kubernetes dir may differ.
+                let value = match value.strip_prefix("/etc/kubernetes/") {
+                    Some(rest) => kubernetes_dir.join(rest).to_string_lossy().into_owned(),
+                    None => value.to_string(),
+                };
+                state.insert(name.into(), Some(value));
             }
             Remediation::AddToList { flag, item } => {
                 let mut items: Vec<String> = value(&state, flag)

@@ -109,26 +109,33 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
     if a.all != a.checks.is_empty() {
         return Err(Error::usage("give either --all or --check ID (repeatable)"));
     }
+    if a.dry_run {
+        let before = audit(ctx, a.benchmark)?;
+        let plan = remediate::plan(&before, a.checks, a.all)?;
+        for w in &plan.warnings {
+            eprintln!("kubeharden: warning: {w}");
+        }
+        return dry_run(ctx, &plan);
+    }
+    // Bad gate options are refused before anything is touched.
+    gated::build(a.gate, None)?;
+    // Recover first: the plan must see the manifests as recovery leaves them.
+    let mut locked = ctx.open_mutating()?;
+    stop_on_conflict(&locked.report)?;
     let before = audit(ctx, a.benchmark)?;
     let plan = remediate::plan(&before, a.checks, a.all)?;
     for w in &plan.warnings {
         eprintln!("kubeharden: warning: {w}");
     }
-    if a.dry_run {
-        return dry_run(ctx, &plan);
-    }
     let gate_args = a.gate.clone();
     let make_gate = move || -> Result<Option<Box<dyn GateWithJson>>> {
         Ok(gated::build(&gate_args, None)?.map(|g| Box::new(g) as Box<dyn GateWithJson>))
     };
-    make_gate()?;
     let kd = absolute(&ctx.global.kubernetes_dir);
     let env = Env {
         kubernetes_dir: &kd,
         gate: &make_gate,
     };
-    let mut locked = ctx.open_mutating()?;
-    stop_on_conflict(&locked.report)?;
     let engine = &mut locked.engine;
     let mut out = remediate::Outcome::default();
     for (component, path, items) in &plan.batches {
