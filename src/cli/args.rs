@@ -219,6 +219,9 @@ pub enum Command {
     Recover {
         #[arg(long, value_enum, default_value_t = PolicyArg::Revert)]
         policy: PolicyArg,
+        /// Gate options for transactions that `replay` finishes.
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Incomplete transactions, drift, last transaction, store size.
     Status,

@@ -23,6 +23,8 @@ pub struct Ctx {
 pub struct Locked {
     pub engine: Engine,
     pub report: RecoveryReport,
+    /// What the replay gate saw (policy replay only).
+    pub gate: Option<serde_json::Value>,
     _lock: StateLock,
 }
 
@@ -108,17 +110,9 @@ impl Ctx {
 
     /// Lock, recover with the configured policy, and return an engine ready for transactions.
     pub fn open_mutating(&self) -> Result<Locked> {
-        self.open_mutating_with(policy(self.global.recovery_policy))
-    }
-
-    pub fn open_mutating_with(&self, policy: Policy) -> Result<Locked> {
-        state::prepare(self.fs.as_ref(), &self.paths, true)?;
-        let lock = state::lock(&self.paths, Duration::from_secs(self.global.lock_timeout))?;
-        let catalog = self.open_catalog(true)?;
-        let un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog, true)?;
-        let dirs: Vec<PathBuf> = self.manifests_dir().into_iter().collect();
+        let policy = policy(self.global.recovery_policy);
         // Replay finishes a transaction, so it proves health as the transaction would have.
-        let mut gate = match policy {
+        let gate = match policy {
             Policy::Replay => Some(
                 crate::gate::HealthGate::new(crate::gate::GateConfig {
                     timeout: Duration::from_secs(120),
@@ -131,6 +125,20 @@ impl Ctx {
             ),
             Policy::Revert => None,
         };
+        self.open_mutating_with(policy, gate)
+    }
+
+    /// Lock and recover with `policy`; `gate` proves health for replayed transactions.
+    pub fn open_mutating_with(
+        &self,
+        policy: Policy,
+        mut gate: Option<crate::gate::HealthGate>,
+    ) -> Result<Locked> {
+        state::prepare(self.fs.as_ref(), &self.paths, true)?;
+        let lock = state::lock(&self.paths, Duration::from_secs(self.global.lock_timeout))?;
+        let catalog = self.open_catalog(true)?;
+        let un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog, true)?;
+        let dirs: Vec<PathBuf> = self.manifests_dir().into_iter().collect();
         let (engine, report) = un.recover(
             policy,
             &dirs,
@@ -141,6 +149,7 @@ impl Ctx {
         Ok(Locked {
             engine,
             report,
+            gate: gate.map(|g| g.json()),
             _lock: lock,
         })
     }

@@ -83,7 +83,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 gate: &gate,
             },
         )?,
-        Command::Recover { policy: p } => maintenance::recover(&ctx, policy(p))?,
+        Command::Recover { policy: p, gate } => maintenance::recover(&ctx, policy(p), &gate)?,
         Command::Status => maintenance::status(&ctx)?,
         Command::Verify { repair } => maintenance::verify(&ctx, repair)?,
         Command::Set {
@@ -111,12 +111,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     Ok(outcome.code)
 }
 
-/// Write the outcome to stdout; a closed pipe (`| head`) is not an error.
+/// Write the outcome to stdout, in large writes; a closed pipe (`| head`) is not an error.
 fn emit(outcome: &Outcome, format: OutputFormat) {
-    let mut out = std::io::stdout().lock();
-    let _ = match format {
-        OutputFormat::Json => writeln!(out, "{}", outcome.json),
-        OutputFormat::Text => out.write_all(&outcome.text),
-    };
-    let _ = out.flush();
+    let _ = outcome.write(format, &mut std::io::stdout().lock());
 }

@@ -53,10 +53,14 @@ const RESTART_LIMIT: u32 = 3;
 /// /proc start times have clock-tick resolution (10 ms).
 const START_SLACK: f64 = 0.02;
 
-fn backoff(step: u32) -> Duration {
-    Duration::from_millis((100.0 * 1.5f64.powi(step.min(6) as i32)) as u64)
-        .min(Duration::from_secs(1))
+/// Polling back-off: from 50 ms, growing by half, never more than `cap` — a restart or a first
+/// answer is seen within `cap` of when it happens.
+fn backoff(step: u32, cap: Duration) -> Duration {
+    Duration::from_millis((50.0 * 1.5f64.powi(step.min(10) as i32)) as u64).min(cap)
 }
+
+const RESTART_POLL_CAP: Duration = Duration::from_millis(200);
+const PROBE_POLL_CAP: Duration = Duration::from_millis(500);
 
 impl HealthGate {
     pub fn new(cfg: GateConfig) -> Result<HealthGate, String> {
@@ -68,6 +72,39 @@ impl HealthGate {
             reports: Vec::new(),
             failed_once: false,
         })
+    }
+
+    /// Before any change: probe options the user gave (`--probe`, `--probe-ca`, `--probe-cert`)
+    /// must work against what runs now — else the rollback's own check could never pass, and a
+    /// harmless rollback would end in exit 4. Manifest probes with default TLS need no check.
+    pub fn preflight(&self, current: &[u8]) -> Result<(), String> {
+        let custom = !self.cfg.probe_urls.is_empty()
+            || self.cfg.tls.ca.is_some()
+            || self.cfg.tls.cert.is_some();
+        if !custom {
+            return Ok(());
+        }
+        let Ok(c) = manifest::container_argv(current, self.cfg.container.as_deref()) else {
+            return Ok(());
+        };
+        let specs = if self.cfg.probe_urls.is_empty() {
+            probe::from_container(&c.container)?
+        } else {
+            probe::from_urls(&self.cfg.probe_urls)?
+        };
+        for s in &specs {
+            let r = self.prober.probe(s, Duration::from_secs(5));
+            if !r.ok {
+                return Err(format!(
+                    "the probe {} fails against the running {} before any change ({}); check \
+                     --probe / --probe-ca / --probe-cert, or use --no-health-gate. Nothing was changed",
+                    s.describe(),
+                    c.name,
+                    r.detail
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The `gate` object of the transaction JSON.
@@ -173,6 +210,8 @@ impl HealthGate {
                 if let (Some(p), true) = (fresh, old_alive.is_empty()) {
                     pid = Some(p.pid);
                     report["pid"] = json!(p.pid);
+                    report["process_started_after_ms"] =
+                        json!(((p.started - write_at).max(0.0) * 1000.0) as u64);
                     report["restarted_after_ms"] = json!(started.elapsed().as_millis() as u64);
                     break;
                 }
@@ -193,7 +232,7 @@ impl HealthGate {
                     self.cfg.timeout,
                     "",
                 );
-                std::thread::sleep(backoff(step));
+                std::thread::sleep(backoff(step, RESTART_POLL_CAP));
                 step += 1;
             }
         }
@@ -206,34 +245,47 @@ impl HealthGate {
         };
         let mut stable = Stability::new(specs.len());
         let mut last: Vec<Option<ProbeResult>> = vec![None; specs.len()];
+        let mut seen: Vec<i32> = pid.into_iter().collect();
         let mut step = 0;
         loop {
             let now = Instant::now();
-            if let Some(p) = pid {
-                if !procs::alive(p) || procs::cmdline(p).as_deref() != Some(&argv[..]) {
-                    restarts += 1;
-                    stable.reset();
-                    pid = procs::find_by_argv(&argv)
-                        .into_iter()
-                        .find(|q| q.started >= write_at - START_SLACK && q.pid != p)
-                        .map(|q| q.pid);
-                    if restarts >= RESTART_LIMIT {
-                        return Err(format!(
-                            "{name} exited {restarts} times; last probe {}",
-                            last_probe(&specs, &last)
-                        ));
+            if use_proc {
+                let running = pid.is_some_and(|p| {
+                    procs::alive(p) && procs::cmdline(p).as_deref() == Some(&argv[..])
+                });
+                if !running {
+                    // The process we watched is gone: the kubelet restarts it (crash loop).
+                    if pid.take().is_some() {
+                        restarts += 1;
+                        stable.reset();
+                        if restarts >= RESTART_LIMIT {
+                            return Err(format!(
+                                "{name} exited {restarts} times; last probe {}",
+                                last_probe(&specs, &last)
+                            ));
+                        }
                     }
-                    if pid.is_none() {
-                        if now >= deadline {
+                    let successor = procs::find_by_argv(&argv)
+                        .into_iter()
+                        .find(|q| q.started >= write_at - START_SLACK && !seen.contains(&q.pid));
+                    match successor {
+                        Some(q) => {
+                            pid = Some(q.pid);
+                            seen.push(q.pid);
+                            report["pid"] = json!(q.pid);
+                        }
+                        None if now >= deadline => {
                             return Err(format!(
                                 "{name} exited and was not running again within {}s; last probe {}",
                                 self.cfg.timeout.as_secs(),
                                 last_probe(&specs, &last)
                             ));
                         }
-                        std::thread::sleep(backoff(step));
-                        step += 1;
-                        continue;
+                        None => {
+                            std::thread::sleep(backoff(step, RESTART_POLL_CAP));
+                            step += 1;
+                            continue;
+                        }
                     }
                 }
             }
@@ -248,6 +300,10 @@ impl HealthGate {
                 last[i] = Some(r);
             }
             if stable.stable(Instant::now()) {
+                if let Some(t) = stable.window_start() {
+                    report["window_started_after_ms"] =
+                        json!(t.saturating_duration_since(started).as_millis() as u64);
+                }
                 break;
             }
             if Instant::now() >= deadline {
@@ -263,7 +319,9 @@ impl HealthGate {
                 self.cfg.timeout,
                 &last_probe(&specs, &last),
             );
-            std::thread::sleep(backoff(step));
+            // Enough successes already: wake when the window is long enough, not a back-off later.
+            let nap = backoff(step, PROBE_POLL_CAP);
+            std::thread::sleep(stable.wait_hint(Instant::now()).map_or(nap, |w| w.min(nap)));
             step += 1;
         }
         report["probes"] = json!(specs

@@ -47,6 +47,25 @@ impl Stability {
         self.streaks[probe].count
     }
 
+    /// When every probe has its successes, how long until the window is long enough.
+    pub fn wait_hint(&self, now: Instant) -> Option<Duration> {
+        if self.streaks.iter().any(|s| s.count < REQUIRED_SUCCESSES) {
+            return None;
+        }
+        let start = self.window_start()?;
+        Some((start + MIN_SPAN).saturating_duration_since(now))
+    }
+
+    /// When the current window began: the latest streak start.
+    pub fn window_start(&self) -> Option<Instant> {
+        self.streaks
+            .iter()
+            .map(|s| s.since)
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .max()
+    }
+
     pub fn stable(&self, now: Instant) -> bool {
         self.streaks.iter().all(|s| {
             s.count >= REQUIRED_SUCCESSES

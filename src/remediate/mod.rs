@@ -101,7 +101,8 @@ pub fn plan(report: &AuditReport, checks: &[String], all: bool) -> Result<Plan> 
         }
         if is_file_fix(r.check.fix) {
             if r.failing.is_empty() {
-                p.skipped.push((id.into(), format!("nothing to change: {}", r.found)));
+                p.skipped
+                    .push((id.into(), format!("nothing to change: {}", r.found)));
                 continue;
             }
             p.file_items.push(Item {
@@ -170,11 +171,18 @@ pub struct Env<'a> {
 /// A gate that can describe what it saw.
 pub trait GateWithJson: Gate {
     fn json(&self) -> serde_json::Value;
+    /// Refuse (before any change) probe options that cannot pass against what runs now.
+    fn preflight(&self, _current: &[u8]) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 impl GateWithJson for crate::gate::HealthGate {
     fn json(&self) -> serde_json::Value {
         crate::gate::HealthGate::json(self)
+    }
+    fn preflight(&self, current: &[u8]) -> std::result::Result<(), String> {
+        crate::gate::HealthGate::preflight(self, current)
     }
 }
 
@@ -231,6 +239,10 @@ pub fn apply_batch(
         });
     }
     let mut gate = (env.gate)()?;
+    if let Some(g) = &gate {
+        g.preflight(&changes[0].observed.bytes)
+            .map_err(Error::usage)?;
+    }
     let reason = format!("CIS {}", ids.join(" "));
     let report = engine.transact(
         TxnKind::Remediate,

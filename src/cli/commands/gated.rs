@@ -54,6 +54,11 @@ pub fn transact(
     changes: Vec<Change>,
     mut gate: Option<HealthGate>,
 ) -> Result<Gated> {
+    if let Some(g) = &gate {
+        for c in &changes {
+            g.preflight(&c.observed.bytes).map_err(Error::usage)?;
+        }
+    }
     let result = engine.transact(
         kind,
         reason,

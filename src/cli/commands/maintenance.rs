@@ -76,8 +76,12 @@ pub fn snapshot(ctx: &Ctx, manifests: &[String]) -> Result<Outcome> {
     Ok(Outcome::new(json!({ "snapshot": entries }), text))
 }
 
-pub fn recover(ctx: &Ctx, policy: Policy) -> Result<Outcome> {
-    let locked = ctx.open_mutating_with(policy)?;
+pub fn recover(ctx: &Ctx, policy: Policy, gate: &crate::cli::args::GateArgs) -> Result<Outcome> {
+    let gate = match policy {
+        Policy::Replay => super::gated::build(gate, None)?,
+        Policy::Revert => None,
+    };
+    let locked = ctx.open_mutating_with(policy, gate)?;
     let r = &locked.report;
     let resolved: Vec<Value> = r
         .resolved
@@ -100,6 +104,7 @@ pub fn recover(ctx: &Ctx, policy: Policy) -> Result<Outcome> {
         "resolved": resolved,
         "torn_tail": r.torn_tail.map(|t| json!({"segment": t.segment, "offset": t.offset, "dropped": t.dropped, "reason": t.reason})),
         "temps_removed": r.temps_removed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "gate": locked.gate,
     });
     let code = if r.conflicts().is_empty() { 0 } else { 3 };
     Ok(Outcome::new(json, text).with_code(code))

@@ -2,12 +2,18 @@
 
 use crate::catalog::{Catalog, VersionRow};
 use crate::cli::context::Ctx;
-use crate::cli::output::{unified_diff, version_json, version_line, Outcome, VERSION_HEADER};
+use crate::cli::output::{
+    unified_diff, version_json, Body, Out, Outcome, VersionView, VERSION_HEADER,
+};
 use crate::cli::time::{fmt_time, parse_time};
 use crate::engine::observe::read_file;
 use crate::error::{Error, Result};
 use crate::store::ObjectStore;
+use serde::{Serialize, Serializer};
 use serde_json::json;
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::sync::Arc;
 
 pub fn parse_version_number(s: &str) -> Result<u64> {
     s.trim()
@@ -61,28 +67,148 @@ fn no_state(path: &str) -> Error {
 pub fn history(ctx: &Ctx, manifest: Option<&str>) -> Result<Outcome> {
     let path = manifest.map(|m| ctx.manifest_path(m)).transpose()?;
     let key = path.as_ref().map(|p| p.to_string_lossy().into_owned());
-    let rows = match ctx.open_read_only()? {
-        Some(view) => view.unrecovered.catalog().versions(key.as_deref())?,
-        None => Vec::new(),
-    };
-    let mut text = String::new();
-    let mut current = None;
-    for r in &rows {
-        if current.as_deref() != Some(r.path.as_str()) {
-            if current.is_some() {
-                text.push('\n');
-            }
-            text.push_str(&format!("{}\n{VERSION_HEADER}\n", r.path));
-            current = Some(r.path.clone());
+    let mut rows = Vec::new();
+    // The rows are copied out so the state (and its lock) is let go before anything is printed
+    // (to a pager, a slow pipe).
+    if let Some(view) = ctx.open_read_only()? {
+        let (mut paths, mut origins) = (Interner::default(), Interner::default());
+        view.unrecovered
+            .catalog()
+            .scan_versions(key.as_deref(), |v| {
+                rows.push(HistRow {
+                    path: paths.get(v.path),
+                    version: v.version,
+                    hash_hex: lower_hex(v.hash_hex),
+                    size: v.size,
+                    mode: v.mode,
+                    uid: v.uid,
+                    gid: v.gid,
+                    origin: origins.get(v.origin),
+                    txn: v.txn,
+                    recorded_at: v.recorded_at,
+                    on_disk_from: v.on_disk_from,
+                    on_disk_until: v.on_disk_until,
+                });
+                Ok(())
+            })?;
+    }
+    Ok(Outcome::rendered(History { rows }))
+}
+
+/// One version of `history`, kept after the catalog is closed.
+struct HistRow {
+    path: Arc<str>,
+    version: u64,
+    /// Lower-case hex digits, as the catalog holds them.
+    hash_hex: [u8; 64],
+    size: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    origin: Arc<str>,
+    txn: Option<u64>,
+    recorded_at: i64,
+    on_disk_from: i64,
+    on_disk_until: Option<i64>,
+}
+
+/// Paths and origins repeat on almost every row: each distinct one is allocated once.
+#[derive(Default)]
+struct Interner {
+    last: Option<Arc<str>>,
+    seen: HashSet<Arc<str>>,
+}
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(l) = self.last.as_ref().filter(|l| ***l == *s) {
+            return l.clone();
         }
-        text.push_str(&version_line(r));
-        text.push('\n');
+        let shared = match self.seen.get(s) {
+            Some(known) => known.clone(),
+            None => {
+                let new: Arc<str> = Arc::from(s);
+                self.seen.insert(new.clone());
+                new
+            }
+        };
+        self.last = Some(shared.clone());
+        shared
     }
-    if rows.is_empty() {
-        text.push_str("no versions recorded\n");
+}
+
+/// A catalog hash (64 hex digits, checked by `scan_versions`) in lower case, as
+/// `hash_hex` writes it.
+fn lower_hex(hex: &str) -> [u8; 64] {
+    let mut out = [b'0'; 64];
+    for (o, b) in out.iter_mut().zip(hex.as_bytes()) {
+        *o = b.to_ascii_lowercase();
     }
-    let json = json!({ "versions": rows.iter().map(version_json).collect::<Vec<_>>() });
-    Ok(Outcome::new(json, text))
+    out
+}
+
+impl HistRow {
+    fn view(&self) -> VersionView<'_> {
+        VersionView {
+            path: &self.path,
+            version: self.version,
+            hash_hex: std::str::from_utf8(&self.hash_hex).unwrap_or_default(),
+            size: self.size,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            origin: &self.origin,
+            txn: self.txn,
+            recorded_at: self.recorded_at,
+            on_disk_from: self.on_disk_from,
+            on_disk_until: self.on_disk_until,
+        }
+    }
+}
+
+/// `history`'s output: `{"versions": [...]}` or the per-path tables, streamed.
+struct History {
+    rows: Vec<HistRow>,
+}
+
+struct Rows<'a>(&'a [HistRow]);
+
+impl Serialize for Rows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|r| r.view().json()))
+    }
+}
+
+#[derive(Serialize)]
+struct HistoryJson<'a> {
+    versions: Rows<'a>,
+}
+
+impl Body for History {
+    fn write_json(&self, out: &mut Out<'_>) -> io::Result<()> {
+        let doc = HistoryJson {
+            versions: Rows(&self.rows),
+        };
+        Ok(serde_json::to_writer(out, &doc)?)
+    }
+
+    fn write_text(&self, out: &mut Out<'_>) -> io::Result<()> {
+        let mut current: Option<&str> = None;
+        for r in &self.rows {
+            if current != Some(&*r.path) {
+                if current.is_some() {
+                    out.write_all(b"\n")?;
+                }
+                writeln!(out, "{}\n{VERSION_HEADER}", r.path)?;
+                current = Some(&r.path);
+            }
+            r.view().write_line(out)?;
+        }
+        if self.rows.is_empty() {
+            out.write_all(b"no versions recorded\n")?;
+        }
+        Ok(())
+    }
 }
 
 fn content(store: &ObjectStore, v: &VersionRow) -> Result<Vec<u8>> {
