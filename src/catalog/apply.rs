@@ -7,6 +7,9 @@ use crate::journal::record::{hash_hex, Begin, Hash, Origin, Record, TxnKind, Ver
 use crate::journal::wal::Located;
 use rusqlite::{params, OptionalExtension, Transaction};
 
+/// Prepared statements kept per catalog connection.
+const STATEMENT_CACHE: usize = 64;
+
 pub fn origin_name(o: Origin) -> &'static str {
     match o {
         Origin::Baseline => "baseline",
@@ -33,6 +36,10 @@ impl Catalog {
         let Some(last) = records.last() else {
             return Ok(());
         };
+        // Every statement below is prepared once per connection and kept (rusqlite's cache is
+        // 16 by default, which the catalog's queries and these together would overflow).
+        self.conn
+            .set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let tx = self.conn.transaction().map_err(db_err)?;
         for r in records {
             apply_one(&tx, &r.decoded.record, stored_size).map_err(db_err)?;
@@ -55,13 +62,16 @@ impl Catalog {
                 rusqlite::types::Value::Blob(last.decoded.checksum.to_vec()),
             ),
         ];
-        for (k, v) in ck {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![k, v],
-            )
-            .map_err(db_err)?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                )
+                .map_err(db_err)?;
+            for (k, v) in ck {
+                upsert.execute(params![k, v]).map_err(db_err)?;
+            }
         }
         tx.commit().map_err(db_err)
     }
@@ -74,11 +84,11 @@ fn set_status(
     at: i64,
     detail: Option<&str>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE transactions SET status = ?2, ended_at = ?3, detail = COALESCE(?4, detail)
          WHERE txn = ?1",
-        params![txn as i64, status, at, detail],
-    )?;
+    )?
+    .execute(params![txn as i64, status, at, detail])?;
     Ok(())
 }
 
@@ -90,10 +100,8 @@ fn apply_one(
     match rec {
         Record::Begin(b) => insert_begin(tx, b),
         Record::Applied { txn, at } => {
-            tx.execute(
-                "UPDATE transactions SET applied_at = ?2 WHERE txn = ?1",
-                params![*txn as i64, at],
-            )?;
+            tx.prepare_cached("UPDATE transactions SET applied_at = ?2 WHERE txn = ?1")?
+                .execute(params![*txn as i64, at])?;
             Ok(())
         }
         Record::Commit { txn, at } => set_status(tx, *txn, "committed", *at, None),
@@ -115,41 +123,46 @@ fn apply_one(
             offset,
             dropped,
         } => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO tail_cuts (at, segment, offset, dropped) VALUES (?1, ?2, ?3, ?4)",
-                params![at, *segment as i64, *offset as i64, *dropped as i64],
-            )?;
+            )?
+            .execute(params![
+                at,
+                *segment as i64,
+                *offset as i64,
+                *dropped as i64
+            ])?;
             Ok(())
         }
     }
 }
 
 fn insert_begin(tx: &Transaction, b: &Begin) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO transactions (txn, kind, reason, started_at, status)
          VALUES (?1, ?2, ?3, ?4, 'open')",
-        params![b.txn as i64, kind_name(b.kind), b.reason, b.at],
-    )?;
+    )?
+    .execute(params![b.txn as i64, kind_name(b.kind), b.reason, b.at])?;
     for f in &b.files {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO txn_files (txn, path, before_hash, before_size, before_mode, before_uid,
                before_gid, after_hash, after_size, after_mode, after_uid, after_gid)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
-                b.txn as i64,
-                f.path,
-                hash_hex(&f.before.hash),
-                f.before.size as i64,
-                f.before.mode,
-                f.before.uid,
-                f.before.gid,
-                hash_hex(&f.after.hash),
-                f.after.size as i64,
-                f.after.mode,
-                f.after.uid,
-                f.after.gid
-            ],
-        )?;
+        )?
+        .execute(params![
+            b.txn as i64,
+            f.path,
+            hash_hex(&f.before.hash),
+            f.before.size as i64,
+            f.before.mode,
+            f.before.uid,
+            f.before.gid,
+            hash_hex(&f.after.hash),
+            f.after.size as i64,
+            f.after.mode,
+            f.after.uid,
+            f.after.gid
+        ])?;
     }
     Ok(())
 }
@@ -160,42 +173,37 @@ fn insert_version(
     stored_size: &dyn Fn(&Hash) -> u64,
 ) -> rusqlite::Result<()> {
     let prev: Option<i64> = tx
-        .query_row(
-            "SELECT MAX(version) FROM versions WHERE path = ?1",
-            [&v.path],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT MAX(version) FROM versions WHERE path = ?1")?
+        .query_row([&v.path], |r| r.get(0))
         .optional()?
         .flatten();
     let number = prev.unwrap_or(0) + 1;
     if let Some(p) = prev {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE versions SET on_disk_until = ?3 WHERE path = ?1 AND version = ?2",
-            params![v.path, p, v.on_disk_from],
-        )?;
+        )?
+        .execute(params![v.path, p, v.on_disk_from])?;
     }
     let hex = hash_hex(&v.state.hash);
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO versions (path, version, hash, size, mode, uid, gid, origin, txn,
            recorded_at, on_disk_from, on_disk_until)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL)",
-        params![
-            v.path,
-            number,
-            hex,
-            v.state.size as i64,
-            v.state.mode,
-            v.state.uid,
-            v.state.gid,
-            origin_name(v.origin),
-            (v.txn != 0).then_some(v.txn as i64),
-            v.recorded_at,
-            v.on_disk_from
-        ],
-    )?;
-    tx.execute(
-        "INSERT OR IGNORE INTO objects (hash, stored_size) VALUES (?1, ?2)",
-        params![hex, stored_size(&v.state.hash) as i64],
-    )?;
+    )?
+    .execute(params![
+        v.path,
+        number,
+        hex,
+        v.state.size as i64,
+        v.state.mode,
+        v.state.uid,
+        v.state.gid,
+        origin_name(v.origin),
+        (v.txn != 0).then_some(v.txn as i64),
+        v.recorded_at,
+        v.on_disk_from
+    ])?;
+    tx.prepare_cached("INSERT OR IGNORE INTO objects (hash, stored_size) VALUES (?1, ?2)")?
+        .execute(params![hex, stored_size(&v.state.hash) as i64])?;
     Ok(())
 }

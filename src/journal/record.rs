@@ -172,10 +172,14 @@ impl Record {
     }
 }
 
+/// Lower-case hex of a hash (64 characters), through a lookup table.
 pub fn hash_hex(h: &Hash) -> String {
-    let mut s = String::with_capacity(64);
-    for b in h {
-        s.push_str(&format!("{b:02x}"));
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(h) {
+        pair[0] = DIGITS[(b >> 4) as usize];
+        pair[1] = DIGITS[(b & 0x0f) as usize];
     }
-    s
+    // Only ASCII hex digits were written.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
