@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS txn_files (
     after_hash TEXT NOT NULL, after_size INTEGER NOT NULL, after_mode INTEGER NOT NULL,
     after_uid INTEGER NOT NULL, after_gid INTEGER NOT NULL,
     PRIMARY KEY (txn, path)) STRICT;
+CREATE INDEX IF NOT EXISTS transactions_open ON transactions (txn) WHERE status = 'open';
 CREATE TABLE IF NOT EXISTS segment_digests (
     segment INTEGER PRIMARY KEY, len INTEGER NOT NULL, hash BLOB NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS tail_cuts (

@@ -80,19 +80,18 @@ fn scan_after_checkpoint(
         return full(false).map(|(scan, _)| after_checkpoint(scan, &ck));
     };
     let from = checked.min(ck.pos);
-    let mut holds = true;
-    for d in digests.iter().filter(|d| d.segment <= from.segment) {
+    // Sealed segments before the one the scan starts in are re-hashed here; the rest while read.
+    for d in digests.iter().filter(|d| d.segment < from.segment) {
         if !wal::digest_holds(fs, &paths.journal, d)? {
-            holds = false;
-            break;
+            // Something before the tail changed: the full scan says where (exit 6), or, if every
+            // record still reads, the digests themselves were wrong and the catalog is rebuilt.
+            return full(true);
         }
     }
-    if !holds {
-        // Something before the tail changed: the full scan says where (exit 6), or, if every
-        // record still reads, the digests themselves were wrong and the catalog is rebuilt.
+    let scan = wal::scan_checked(fs, &paths.journal, from, &digests)?;
+    if scan.changed {
         return full(true);
     }
-    let scan = wal::scan_from(fs, &paths.journal, from)?;
     let (scan, stale) = after_checkpoint(scan, &ck);
     if stale {
         return full(true);
@@ -169,7 +168,11 @@ impl Unrecovered {
         self.catalog
             .apply(&self.pending, &|h| store.stored_size(h).unwrap_or(0))?;
         self.pending.clear();
-        self.catalog.set_digests(&self.digests)?;
+        // Written only when something new was checked: read-only commands stay read-only.
+        let known = self.catalog.digests()?;
+        if self.digests.iter().any(|d| !known.contains(d)) {
+            self.catalog.set_digests(&self.digests)?;
+        }
         self.digests.clear();
         Ok(())
     }

@@ -43,6 +43,8 @@ pub struct Scan {
     pub torn: Option<TornTail>,
     /// For every segment read: the blake3 of its bytes up to the end of its last whole record.
     pub digests: Vec<SegmentDigest>,
+    /// A segment read no longer matches its digest from an earlier start.
+    pub changed: bool,
 }
 
 /// A checked prefix of a segment: its first `len` bytes hash to `hash`. Kept in the catalog so
@@ -57,8 +59,11 @@ pub struct SegmentDigest {
 
 /// Whether the first `d.len` bytes of segment `d.segment` still hash to `d.hash`.
 pub fn digest_holds(fs: &dyn Fs, dir: &Path, d: &SegmentDigest) -> Result<bool> {
-    let bytes = read_segment(fs, dir, d.segment)?;
-    Ok(bytes.len() as u64 >= d.len && *blake3::hash(&bytes[..d.len as usize]).as_bytes() == d.hash)
+    Ok(prefix_hashes_to(&read_segment(fs, dir, d.segment)?, d))
+}
+
+fn prefix_hashes_to(bytes: &[u8], d: &SegmentDigest) -> bool {
+    bytes.len() as u64 >= d.len && *blake3::hash(&bytes[..d.len as usize]).as_bytes() == d.hash
 }
 
 pub fn segment_name(n: u32) -> String {
@@ -117,6 +122,17 @@ fn read_segment(fs: &dyn Fs, dir: &Path, n: u32) -> Result<Vec<u8>> {
 /// A torn record is tolerated only at the very end of the last segment; anything else that fails
 /// to decode is corruption (exit 6).
 pub fn scan_from(fs: &dyn Fs, dir: &Path, from: Position) -> Result<Scan> {
+    scan_checked(fs, dir, from, &[])
+}
+
+/// [`scan_from`], also checking each segment it reads against `checked` (digests of prefixes an
+/// earlier start verified): a prefix that no longer hashes the same sets `Scan::changed`.
+pub fn scan_checked(
+    fs: &dyn Fs,
+    dir: &Path,
+    from: Position,
+    checked: &[SegmentDigest],
+) -> Result<Scan> {
     let segs = list_segments(fs, dir)?;
     let mut records = Vec::new();
     let Some(&last) = segs.last() else {
@@ -128,13 +144,18 @@ pub fn scan_from(fs: &dyn Fs, dir: &Path, from: Position) -> Result<Scan> {
             },
             torn: None,
             digests: Vec::new(),
+            changed: !checked.is_empty(),
         });
     };
+    let mut changed = false;
     let mut end = from;
     let mut torn = None;
     let mut digests = Vec::new();
     for &n in segs.iter().filter(|&&n| n >= from.segment) {
         let bytes = read_segment(fs, dir, n)?;
+        if let Some(d) = checked.iter().find(|d| d.segment == n) {
+            changed |= !prefix_hashes_to(&bytes, d);
+        }
         let is_last = n == last;
         let corrupt = |offset: u64, reason: &str| {
             Error::integrity(format!(
@@ -217,6 +238,7 @@ pub fn scan_from(fs: &dyn Fs, dir: &Path, from: Position) -> Result<Scan> {
         end,
         torn,
         digests,
+        changed,
     })
 }
 
