@@ -142,7 +142,7 @@ impl Engine {
             reason: reason.to_string(),
             files: intents.clone(),
         }))?;
-        self.sync_then("txn.begin_synced")?;
+        self.sync_journal("txn.begin_synced")?;
 
         if let Some(g) = gate.as_deref_mut() {
             g.before_write(&targets(&intents, &bodies, &befores));

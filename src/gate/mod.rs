@@ -38,6 +38,8 @@ struct Before {
     write_at: f64,
     written: Instant,
     old_pids: Vec<i32>,
+    /// Processes already running the new argv before the write.
+    current: Vec<i32>,
 }
 
 pub struct HealthGate {
@@ -59,6 +61,8 @@ fn backoff(step: u32, cap: Duration) -> Duration {
     Duration::from_millis((50.0 * 1.5f64.powi(step.min(10) as i32)) as u64).min(cap)
 }
 
+/// How long after the old process is gone a process with the new argv must have appeared.
+const NOT_STARTING_GRACE: Duration = Duration::from_secs(15);
 const RESTART_POLL_CAP: Duration = Duration::from_millis(200);
 const PROBE_POLL_CAP: Duration = Duration::from_millis(500);
 
@@ -117,19 +121,34 @@ impl Gate for HealthGate {
     fn before_write(&mut self, targets: &[GateTarget]) {
         self.before.clear();
         for t in targets {
-            let old_pids = manifest::container_argv(t.previous, self.cfg.container.as_deref())
-                .map(|c| {
-                    procs::find_by_argv(&c.argv())
-                        .iter()
-                        .map(|p| p.pid)
-                        .collect()
-                })
-                .unwrap_or_default();
+            // Everything running the component's program now is "old": usually the previous
+            // argv, but after a recovery the kubelet may still run a reverted change's argv.
+            let mut old_pids: Vec<i32> = Vec::new();
+            for bytes in [t.previous, t.bytes] {
+                if let Ok(c) = manifest::container_argv(bytes, self.cfg.container.as_deref()) {
+                    old_pids.extend(procs::find_same_component(&c.argv()).iter().map(|p| p.pid));
+                }
+            }
+            old_pids.sort_unstable();
+            old_pids.dedup();
+            // A process already running exactly the content being written (replay of a change
+            // the kubelet already picked up) is the result, not the old process.
+            let current: Vec<i32> =
+                manifest::container_argv(t.bytes, self.cfg.container.as_deref())
+                    .map(|c| {
+                        procs::find_by_argv(&c.argv())
+                            .iter()
+                            .map(|p| p.pid)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            old_pids.retain(|p| !current.contains(p));
             self.before.push(Before {
                 path: t.path.to_string(),
                 write_at: procs::boot_now(),
                 written: Instant::now(),
                 old_pids,
+                current,
             });
         }
     }
@@ -174,12 +193,14 @@ impl HealthGate {
         let progress = Progress::new(name);
         let old_pids: Vec<i32> = before.map(|b| b.old_pids.clone()).unwrap_or_default();
         let write_at = before.map_or(0.0, |b| b.write_at);
+        let current: Vec<i32> = before.map(|b| b.current.clone()).unwrap_or_default();
 
         let use_proc = match self.cfg.restart_check {
             RestartCheck::Proc => true,
             RestartCheck::None => false,
             RestartCheck::Auto => {
-                if old_pids.is_empty() {
+                let visible = !old_pids.is_empty() || !current.is_empty();
+                if !visible {
                     let note = format!(
                         "restart check skipped: no process running the previous {name} argv was \
                          visible in /proc before the write (other PID namespace?); probes may \
@@ -188,7 +209,7 @@ impl HealthGate {
                     eprintln!("kubeharden: warning: {note}");
                     report["restart_check_note"] = json!(note);
                 }
-                !old_pids.is_empty()
+                visible
             }
         };
         report["restart_check"] = json!(if use_proc { "proc" } else { "none" });
@@ -198,15 +219,17 @@ impl HealthGate {
         let mut restarts = 0u32;
         if use_proc {
             let mut step = 0;
+            let mut old_gone_at: Option<Instant> = None;
             loop {
                 let old_alive: Vec<i32> = old_pids
                     .iter()
                     .copied()
                     .filter(|p| procs::alive(*p))
                     .collect();
-                let fresh = procs::find_by_argv(&argv)
-                    .into_iter()
-                    .find(|p| p.started >= write_at - START_SLACK && !old_pids.contains(&p.pid));
+                let fresh = procs::find_by_argv(&argv).into_iter().find(|p| {
+                    (p.started >= write_at - START_SLACK || current.contains(&p.pid))
+                        && !old_pids.contains(&p.pid)
+                });
                 if let (Some(p), true) = (fresh, old_alive.is_empty()) {
                     pid = Some(p.pid);
                     report["pid"] = json!(p.pid);
@@ -214,6 +237,20 @@ impl HealthGate {
                         json!(((p.started - write_at).max(0.0) * 1000.0) as u64);
                     report["restarted_after_ms"] = json!(started.elapsed().as_millis() as u64);
                     break;
+                }
+                // The old process is gone but nothing runs the new argv: a component that exits
+                // at start is restarted with back-off and may never be seen alive. Do not wait
+                // out the whole timeout for it.
+                if old_alive.is_empty() {
+                    let gone = *old_gone_at.get_or_insert_with(Instant::now);
+                    if gone.elapsed() >= NOT_STARTING_GRACE {
+                        return Err(format!(
+                            "{name} was stopped by the kubelet but no process with the new argv \
+                             has stayed up for {}s: it is probably exiting at start (bad flag or \
+                             missing file; see 'crictl ps -a' and the container log)",
+                            NOT_STARTING_GRACE.as_secs()
+                        ));
+                    }
                 }
                 if Instant::now() >= deadline {
                     let why = if !old_alive.is_empty() {

@@ -55,8 +55,8 @@ pub fn alive(pid: i32) -> bool {
     matches!(stat(pid), Some((state, _)) if state != 'Z' && state != 'X')
 }
 
-/// Every live process whose full argv equals `argv`.
-pub fn find_by_argv(argv: &[String]) -> Vec<Proc> {
+/// Every live process whose argv satisfies `keep`, oldest first.
+fn find(keep: impl Fn(&[String]) -> bool) -> Vec<Proc> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -65,7 +65,7 @@ pub fn find_by_argv(argv: &[String]) -> Vec<Proc> {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
             continue;
         };
-        if cmdline(pid).as_deref() != Some(argv) {
+        if !cmdline(pid).is_some_and(|a| keep(&a)) {
             continue;
         }
         if let Some((state, started)) = stat(pid) {
@@ -76,6 +76,31 @@ pub fn find_by_argv(argv: &[String]) -> Vec<Proc> {
     }
     found.sort_by(|a, b| a.started.total_cmp(&b.started));
     found
+}
+
+/// Every live process whose full argv equals `argv`.
+pub fn find_by_argv(argv: &[String]) -> Vec<Proc> {
+    find(|a| a == argv)
+}
+
+/// Every live process that is this component under another command line: same program
+/// (argv[0]) and most of its arguments shared with `argv` — e.g. the argv of a change that
+/// recovery has since reverted, which the kubelet may still run. Requiring shared arguments keeps
+/// another instance of the program (another node's simulator, a test) out.
+pub fn find_same_component(argv: &[String]) -> Vec<Proc> {
+    let Some(program) = argv.first() else {
+        return Vec::new();
+    };
+    let mine: std::collections::HashSet<&str> = argv[1..].iter().map(String::as_str).collect();
+    find(|a| {
+        if a.first() != Some(program) {
+            return false;
+        }
+        let theirs: std::collections::HashSet<&str> = a[1..].iter().map(String::as_str).collect();
+        let shared = mine.intersection(&theirs).count();
+        let union = mine.union(&theirs).count();
+        union == 0 || shared * 2 >= union
+    })
 }
 
 #[cfg(test)]

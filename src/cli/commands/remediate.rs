@@ -117,8 +117,10 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
         }
         return dry_run(ctx, &plan);
     }
-    // Bad gate options are refused before anything is touched.
+    // Bad gate options and unknown check ids are refused before anything is touched (even
+    // recovery): exit 2 means nothing changed.
     gated::build(a.gate, None)?;
+    remediate::plan(&audit(ctx, a.benchmark)?, a.checks, a.all)?;
     // Recover first: the plan must see the manifests as recovery leaves them.
     let mut locked = ctx.open_mutating()?;
     stop_on_conflict(&locked.report)?;
@@ -238,7 +240,13 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
         "skipped": plan.skipped.iter().map(|(id, why)| json!({"check": id, "reason": why})).collect::<Vec<_>>(),
         "notes": out.notes,
         "still_failing": still_failing,
-        "restarts": out.attempts.iter().filter(|t| t.report.status != crate::engine::txn::TxnStatus::Noop && !t.gate["skipped"].as_bool().unwrap_or(false)).count(),
+        // Restarts the transactions asked of the kubelet: one per gated change, one more per
+        // rollback.
+        "restarts": out.attempts.iter().filter(|t| !t.gate["skipped"].as_bool().unwrap_or(false)).map(|t| match t.report.status {
+            crate::engine::txn::TxnStatus::Noop => 0,
+            crate::engine::txn::TxnStatus::Committed => 1,
+            _ => 2,
+        }).sum::<usize>(),
     });
     Ok(Outcome::new(json, text).with_code(code))
 }
