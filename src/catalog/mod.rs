@@ -91,6 +91,22 @@ impl Catalog {
             .map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err)?;
+        // history reads thousands of rows: map the file instead of one pread per page.
+        conn.pragma_update(None, "mmap_size", 256i64 << 20)
+            .map_err(db_err)?;
+        // Keep the WAL file between runs: recreating it costs every command an fsync of the
+        // state directory, and deleting it an unlink.
+        let mut persist: std::os::raw::c_int = 1;
+        // SAFETY: the handle is valid for the life of `conn`; SQLITE_FCNTL_PERSIST_WAL reads and
+        // writes one int through the pointer, which outlives the call.
+        unsafe {
+            rusqlite::ffi::sqlite3_file_control(
+                conn.handle(),
+                c"main".as_ptr(),
+                rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+                (&mut persist as *mut std::os::raw::c_int).cast(),
+            );
+        }
         Self::init(conn)
     }
 
