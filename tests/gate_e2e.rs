@@ -987,7 +987,11 @@ fn wrong_probe_ca_is_refused_before_any_change() {
     ]);
     assert_eq!(out.code, 2, "{}", out.dump());
     let why = out.dump().to_lowercase();
-    assert!(why.contains("certificate") || why.contains("issuer"), "{}", out.dump());
+    assert!(
+        why.contains("certificate") || why.contains("issuer"),
+        "{}",
+        out.dump()
+    );
     assert_eq!(node.read(&m.file_name), m.yaml);
     assert_eq!(sim.wait_for_argv(&m.argv, T), Some(pid0), "no restart");
 }
