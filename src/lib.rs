@@ -5,7 +5,10 @@
 //! - `store/`    the content-addressed object store (blake3 keys, zstd values)
 //! - `catalog/`  the SQLite index of versions and transactions, derived from the journal
 //! - `engine/`   state directory, transactions, recovery, durable replace
-//! - `manifest/` the byte-preserving flag editor
+//! - `manifest/` the byte-preserving flag editor (and hostPath mounts)
+//! - `gate/`     the health gate: restart check in /proc, kubelet-style probes, stability
+//! - `cis/`      the CIS benchmark rules as data and the auditor
+//! - `remediate/` CIS fixes as one gated transaction per component, with bisection
 //! - `fsys/`     the file-system trait, its real implementation and the power-loss simulator
 //! - `cli/`      argument parsing and the commands
 
