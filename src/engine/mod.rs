@@ -229,6 +229,26 @@ impl Engine {
         self.fs.as_ref()
     }
 
+    /// Append a VERSION record (see `log`).
+    pub(crate) fn log_version(
+        &mut self,
+        path: impl Into<String>,
+        state: crate::journal::record::FileState,
+        origin: crate::journal::record::Origin,
+        txn: crate::journal::record::TxnId,
+        recorded_at: i64,
+        on_disk_from: i64,
+    ) -> Result<()> {
+        self.log(Record::Version(crate::journal::record::Version {
+            path: path.into(),
+            state,
+            origin,
+            txn,
+            recorded_at,
+            on_disk_from,
+        }))
+    }
+
     /// Append a record; it reaches the catalog after the next `sync`.
     pub(crate) fn log(&mut self, rec: Record) -> Result<()> {
         let located = self.journal.append(&rec)?;

@@ -4,7 +4,7 @@
 use super::{now_ms, replace, Engine};
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
-use crate::journal::record::{FileState, Origin, Record, Version};
+use crate::journal::record::{FileState, Origin};
 use crate::store::objects::hash_bytes;
 use std::path::Path;
 
@@ -95,14 +95,7 @@ impl Engine {
         let floor = last.as_ref().map_or(i64::MIN, |l| l.on_disk_from);
         let on_disk_from = mtime.clamp(floor, now);
         self.store.put(&bytes)?;
-        self.log(Record::Version(Version {
-            path: key.clone(),
-            state,
-            origin,
-            txn: 0,
-            recorded_at: now,
-            on_disk_from,
-        }))?;
+        self.log_version(key.clone(), state, origin, 0, now, on_disk_from)?;
         self.sync()?;
         failpoint::hit(if origin == Origin::External {
             "txn.external_version_recorded"

@@ -8,7 +8,7 @@ use super::{now_ms, replace, Engine, Unrecovered};
 use crate::catalog::{TxnFile, TxnRow};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::journal::record::{FileIntent, FileState, Origin, Record, TxnId, TxnKind, Version};
+use crate::journal::record::{FileIntent, FileState, Origin, Record, TxnId, TxnKind};
 use crate::journal::wal::TornTail;
 use std::path::{Path, PathBuf};
 
@@ -130,14 +130,7 @@ impl Engine {
                 names.push(f.path.clone());
                 if let Some((bytes, state)) = now {
                     self.store.put(&bytes)?;
-                    self.log(Record::Version(Version {
-                        path: f.path.clone(),
-                        state,
-                        origin: Origin::External,
-                        txn: 0,
-                        recorded_at: at,
-                        on_disk_from: at,
-                    }))?;
+                    self.log_version(f.path.clone(), state, Origin::External, 0, at, at)?;
                 }
             }
             self.log(Record::Conflict {
@@ -212,18 +205,18 @@ impl Engine {
                 Ok(()) => {
                     let now = now_ms();
                     for f in files {
-                        self.log(Record::Version(Version {
-                            path: f.path.clone(),
-                            state: f.after,
-                            origin: after_origin(kind),
+                        self.log_version(
+                            f.path.clone(),
+                            f.after,
+                            after_origin(kind),
                             txn,
-                            recorded_at: now,
-                            on_disk_from: if at_after.iter().any(|a| a.path == f.path) {
+                            now,
+                            if at_after.iter().any(|a| a.path == f.path) {
                                 applied_at
                             } else {
                                 now
                             },
-                        }))?;
+                        )?;
                     }
                     self.log(Record::Commit { txn, at: now })?;
                     self.sync()?;
@@ -301,23 +294,16 @@ impl Engine {
                 // rollback already did.
                 let last = self.catalog.last_version(&f.path)?.map(|v| v.state);
                 if last != Some(f.after) {
-                    self.log(Record::Version(Version {
-                        path: f.path.clone(),
-                        state: f.after,
-                        origin: after_origin(kind),
+                    self.log_version(
+                        f.path.clone(),
+                        f.after,
+                        after_origin(kind),
                         txn,
-                        recorded_at: at,
-                        on_disk_from: applied_at.min(at),
-                    }))?;
+                        at,
+                        applied_at.min(at),
+                    )?;
                 }
-                self.log(Record::Version(Version {
-                    path: f.path.clone(),
-                    state: f.before,
-                    origin: Origin::Recovery,
-                    txn,
-                    recorded_at: at,
-                    on_disk_from: at,
-                }))?;
+                self.log_version(f.path.clone(), f.before, Origin::Recovery, txn, at, at)?;
             } else {
                 self.record_back_at_before(f, txn, at)?;
             }
@@ -337,14 +323,7 @@ impl Engine {
     fn record_back_at_before(&mut self, f: &TxnFile, txn: TxnId, at: i64) -> Result<()> {
         let last = self.catalog.last_version(&f.path)?.map(|v| v.state);
         if last.is_some() && last != Some(f.before) {
-            self.log(Record::Version(Version {
-                path: f.path.clone(),
-                state: f.before,
-                origin: Origin::Recovery,
-                txn,
-                recorded_at: at,
-                on_disk_from: at,
-            }))?;
+            self.log_version(f.path.clone(), f.before, Origin::Recovery, txn, at, at)?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use super::{now_ms, replace, Engine};
 use crate::error::Result;
 use crate::failpoint;
 use crate::journal::record::{
-    hash_hex, Begin, FileIntent, FileState, Origin, Record, TxnId, TxnKind, Version,
+    hash_hex, Begin, FileIntent, FileState, Origin, Record, TxnId, TxnKind,
 };
 use crate::store::objects::hash_bytes;
 use std::path::Path;
@@ -176,14 +176,14 @@ impl Engine {
 
         let committed = (|| {
             for i in &intents {
-                self.log(Record::Version(Version {
-                    path: i.path.clone(),
-                    state: i.after,
-                    origin: after_origin(kind),
+                self.log_version(
+                    i.path.clone(),
+                    i.after,
+                    after_origin(kind),
                     txn,
-                    recorded_at: now_ms(),
-                    on_disk_from: applied_at,
-                }))?;
+                    now_ms(),
+                    applied_at,
+                )?;
             }
             self.log(Record::Commit { txn, at: now_ms() })?;
             self.sync_then("txn.commit_synced")
@@ -267,22 +267,15 @@ impl Engine {
         let at = now_ms();
         let applied_at = applied_at.unwrap_or(at);
         for i in &on_disk[..written] {
-            self.log(Record::Version(Version {
-                path: i.path.clone(),
-                state: i.after,
-                origin: after_origin(kind),
+            self.log_version(
+                i.path.clone(),
+                i.after,
+                after_origin(kind),
                 txn,
-                recorded_at: at,
-                on_disk_from: applied_at,
-            }))?;
-            self.log(Record::Version(Version {
-                path: i.path.clone(),
-                state: i.before,
-                origin: Origin::Rollback,
-                txn,
-                recorded_at: at,
-                on_disk_from: at,
-            }))?;
+                at,
+                applied_at,
+            )?;
+            self.log_version(i.path.clone(), i.before, Origin::Rollback, txn, at, at)?;
         }
         if let Some(what) = failure {
             let msg = format!(
