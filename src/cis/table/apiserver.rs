@@ -22,7 +22,13 @@ pub(super) static API_SERVER: [Check; 30] = [
         dangerous: Some(
             "anonymous requests get 401: the kubeadm liveness/readiness/startup \
             probes of kube-apiserver fail and the pod restarts in a loop, and kubeadm join \
-            discovery (anonymous read of kube-public/cluster-info) fails",
+            discovery (anonymous read of kube-public/cluster-info) fails. On Kubernetes >= 1.32 \
+            prefer, instead of this flag, an AuthenticationConfiguration \
+            (--authentication-config=FILE, mounted into the pod) that allows anonymous \
+            requests only to the health endpoints: `apiVersion: \
+            apiserver.config.k8s.io/v1beta1`, `kind: AuthenticationConfiguration`, \
+            `anonymous: {enabled: true, conditions: [{path: /livez}, {path: /readyz}, \
+            {path: /healthz}]}`",
         ),
     },
     Check {
