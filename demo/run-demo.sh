@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cargo build --release --quiet --manifest-path "$here/../Cargo.toml"
-kh="$here/../target/release/kubeharden"
+kh="${CARGO_TARGET_DIR:-$here/../target}/release/kubeharden"
 
 DEMO=${DEMO:-$(mktemp -d /tmp/kubeharden-demo.XXXXXX)}
 export KUBEHARDEN_MANIFESTS_DIR="$DEMO/manifests" KUBEHARDEN_STATE_DIR="$DEMO/state"
