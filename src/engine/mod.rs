@@ -157,10 +157,6 @@ impl Unrecovered {
         &self.store
     }
 
-    pub fn torn_tail(&self) -> Option<wal::TornTail> {
-        self.torn
-    }
-
     /// Bring the catalog up to the journal without touching manifests (needs the lock, unless
     /// the catalog is an in-memory rebuild).
     pub fn catch_up_catalog(&mut self) -> Result<()> {

@@ -374,13 +374,6 @@ impl Journal {
             offset: self.synced_len,
         }
     }
-
-    pub fn end(&self) -> Position {
-        Position {
-            segment: self.segment,
-            offset: self.len,
-        }
-    }
 }
 
 /// Cut a torn tail off (durably). A segment whose header itself is torn is removed.

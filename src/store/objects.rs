@@ -3,7 +3,7 @@ use crate::failpoint;
 use crate::fsys::{Fs, Kind};
 use crate::journal::record::{hash_hex, Hash};
 use std::io::{self, ErrorKind};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 const ZSTD_LEVEL: i32 = 3;
@@ -137,10 +137,6 @@ impl ObjectStore {
             .metadata(&path)
             .ctx(|| format!("stat object {}", path.display()))?
             .len)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
