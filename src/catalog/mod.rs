@@ -6,7 +6,7 @@ mod apply;
 mod query;
 
 pub use apply::{kind_name, origin_name};
-pub use query::{TxnFile, TxnRow, VersionRow};
+pub use query::{TxnFile, TxnRow, VersionRef, VersionRow};
 
 use crate::error::{Error, Result};
 use crate::journal::wal::{Position, SegmentDigest};
@@ -108,6 +108,25 @@ impl Catalog {
             );
         }
         Self::init(conn)
+    }
+
+    /// Delete the catalog at `path` with SQLite's side files (derived data: rebuilt from the
+    /// journal on the next open).
+    pub fn remove_files(path: &Path) -> Result<()> {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let p = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::Io {
+                        context: format!("removing {}", p.display()),
+                        source: e,
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn open_in_memory() -> Result<Catalog> {

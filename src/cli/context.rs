@@ -43,7 +43,8 @@ pub fn policy(p: PolicyArg) -> Policy {
     }
 }
 
-fn absolute(p: &Path) -> Result<PathBuf> {
+/// `p` made absolute against the current directory (symlinks not resolved).
+pub fn absolute(p: &Path) -> Result<PathBuf> {
     if p.is_absolute() {
         Ok(p.to_path_buf())
     } else {
@@ -98,10 +99,7 @@ impl Ctx {
             // Derived data: a catalog that cannot be opened is rebuilt from the journal.
             Err(e) if allow_reset => {
                 eprintln!("kubeharden: {e}; rebuilding the catalog from the journal");
-                for suffix in ["", "-wal", "-shm", "-journal"] {
-                    let p = PathBuf::from(format!("{}{suffix}", self.paths.catalog.display()));
-                    let _ = std::fs::remove_file(p);
-                }
+                Catalog::remove_files(&self.paths.catalog)?;
                 Catalog::open(&self.paths.catalog)
             }
             Err(e) => Err(e),

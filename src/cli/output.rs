@@ -172,24 +172,9 @@ impl Serialize for Rfc3339 {
     }
 }
 
-/// One version as `history` and `show` print it, borrowed from wherever the row is kept.
-#[derive(Debug, Clone, Copy)]
-pub struct VersionView<'a> {
-    pub path: &'a str,
-    pub version: u64,
-    /// 64 lower-case hex digits.
-    pub hash_hex: &'a str,
-    pub size: u64,
-    /// The full mode (with [`crate::journal::record::ABSENT_MODE`]).
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub origin: &'a str,
-    pub txn: Option<u64>,
-    pub recorded_at: i64,
-    pub on_disk_from: i64,
-    pub on_disk_until: Option<i64>,
-}
+/// One version as `history` and `show` print it, borrowed from wherever the row is kept: the
+/// catalog's own borrowed row type (its `mode` includes `ABSENT_MODE`).
+pub use crate::catalog::VersionRef as VersionView;
 
 /// The JSON object of a version (fields in the alphabetical order `serde_json::Value` has).
 #[derive(Serialize)]

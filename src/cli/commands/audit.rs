@@ -3,11 +3,10 @@
 
 use crate::cis::{self, report, AuditOptions, BenchmarkId};
 use crate::cli::args::OutputFormat;
-use crate::cli::context::Ctx;
+use crate::cli::context::{absolute, Ctx};
 use crate::cli::output::Outcome;
 use crate::error::{Error, Result};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
 
 /// `--format`: `-o json` means `--format json`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,15 +14,6 @@ pub enum AuditFormat {
     Text,
     Json,
     Junit,
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        return p.to_path_buf();
-    }
-    std::env::current_dir()
-        .map(|d| d.join(p))
-        .unwrap_or_else(|_| p.to_path_buf())
 }
 
 pub fn audit(
@@ -49,8 +39,8 @@ pub fn audit(
         }
     };
     let mut opts = AuditOptions::new(
-        absolute(&ctx.global.manifests_dir),
-        absolute(&ctx.global.kubernetes_dir),
+        absolute(&ctx.global.manifests_dir)?,
+        absolute(&ctx.global.kubernetes_dir)?,
     );
     opts.benchmark = benchmark
         .map(BenchmarkId::parse)

@@ -264,14 +264,7 @@ fn rebuild_catalog(
     records: &[wal::Located],
     store: &crate::store::ObjectStore,
 ) -> Result<()> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let p = PathBuf::from(format!("{}{suffix}", ctx.paths.catalog.display()));
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).ctx(|| format!("removing {}", p.display())),
-        }
-    }
+    Catalog::remove_files(&ctx.paths.catalog)?;
     let mut c = Catalog::open(&ctx.paths.catalog)?;
     c.apply(records, &|h| store.stored_size(h).unwrap_or(0))
 }

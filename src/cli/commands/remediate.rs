@@ -4,12 +4,12 @@ use super::gated;
 use super::txn_output::txn_json;
 use crate::cis::{self, AuditOptions, BenchmarkId};
 use crate::cli::args::GateArgs;
-use crate::cli::context::{stop_on_conflict, Ctx};
+use crate::cli::context::{absolute, stop_on_conflict, Ctx};
 use crate::cli::output::{unified_diff, Outcome};
 use crate::error::{Error, Result};
 use crate::remediate::{self, build, Env, GateWithJson, Plan};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub struct RemediateArgs<'a> {
     pub checks: &'a [String],
@@ -19,18 +19,8 @@ pub struct RemediateArgs<'a> {
     pub gate: &'a GateArgs,
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    }
-}
-
 fn audit(ctx: &Ctx, benchmark: Option<&str>) -> Result<cis::AuditReport> {
-    let mut opts = AuditOptions::new(ctx.manifests_dir()?, absolute(&ctx.global.kubernetes_dir));
+    let mut opts = AuditOptions::new(ctx.manifests_dir()?, absolute(&ctx.global.kubernetes_dir)?);
     opts.benchmark = benchmark
         .map(BenchmarkId::parse)
         .transpose()
@@ -50,7 +40,7 @@ fn plan_json(plan: &Plan) -> serde_json::Value {
 }
 
 fn dry_run(ctx: &Ctx, plan: &Plan) -> Result<Outcome> {
-    let kd = absolute(&ctx.global.kubernetes_dir);
+    let kd = absolute(&ctx.global.kubernetes_dir)?;
     let mut text = String::new();
     let mut entries = Vec::new();
     for (component, path, items) in &plan.batches {
@@ -133,7 +123,7 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
     let make_gate = move || -> Result<Option<Box<dyn GateWithJson>>> {
         Ok(gated::build(&gate_args, None)?.map(|g| Box::new(g) as Box<dyn GateWithJson>))
     };
-    let kd = absolute(&ctx.global.kubernetes_dir);
+    let kd = absolute(&ctx.global.kubernetes_dir)?;
     let env = Env {
         kubernetes_dir: &kd,
         gate: &make_gate,
