@@ -66,11 +66,20 @@ fn scan_after_checkpoint(
         segment: 1,
         offset: SEGMENT_HEADER_LEN as u64,
     };
-    let full = |stale: bool| -> Result<(Scan, bool)> {
-        Ok((wal::scan_from(fs, &paths.journal, start)?, stale))
-    };
     let Some(ck) = catalog.checkpoint()? else {
-        return full(catalog.version_count()? > 0 || catalog.max_txn()? > 0);
+        let stale = catalog.version_count()? > 0 || catalog.max_txn()? > 0;
+        return Ok((wal::scan_from(fs, &paths.journal, start)?, stale));
+    };
+    // Whatever path the scan takes, the tail rule is checked against the checkpoint: the
+    // catalog indexed that record after the fsync that made it durable.
+    let known_end = Position {
+        segment: ck.pos.segment,
+        offset: ck.pos.offset + ck.len,
+    };
+    let full = |stale: bool| -> Result<(Scan, bool)> {
+        let scan = wal::scan_from(fs, &paths.journal, start)?;
+        wal::check_known_durable(&scan, known_end, ck.pos)?;
+        Ok((scan, stale))
     };
     let digests = catalog.digests()?;
     let Some(checked) = digests.last().map(|d| Position {
@@ -92,6 +101,7 @@ fn scan_after_checkpoint(
     if scan.changed {
         return full(true);
     }
+    wal::check_known_durable(&scan, known_end, ck.pos)?;
     let (scan, stale) = after_checkpoint(scan, &ck);
     if stale {
         return full(true);
@@ -160,6 +170,12 @@ impl Unrecovered {
     /// Bring the catalog up to the journal without touching manifests (needs the lock, unless
     /// the catalog is an in-memory rebuild).
     pub fn catch_up_catalog(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            // Records no run indexed: the run that appended them may have died before its
+            // fsync, and the catalog must only ever know durable records (the tail rule trusts
+            // its checkpoint). Best effort: on read-only media nothing is indexed durably anyway.
+            let _ = wal::sync_last_segment(self.fs.as_ref(), &self.paths.journal);
+        }
         let store = &self.store;
         self.catalog
             .apply(&self.pending, &|h| store.stored_size(h).unwrap_or(0))?;
@@ -247,7 +263,15 @@ impl Engine {
 
     /// Append a record; it reaches the catalog after the next `sync`.
     pub(crate) fn log(&mut self, rec: Record) -> Result<()> {
-        let located = self.journal.append(&rec)?;
+        let located = match self.journal.append(&rec) {
+            Ok(l) => l,
+            Err(e) => {
+                // The appender cut the segment back to its last fsync: what it appended since
+                // is gone, so it must never reach the catalog.
+                self.forget_unsynced();
+                return Err(e);
+            }
+        };
         self.unapplied.push(located);
         self.unsynced += 1;
         Ok(())
@@ -271,9 +295,7 @@ impl Engine {
         if self.unsynced > 0 {
             if let Err(e) = self.journal.sync() {
                 // What the failed fsync covered is not in the journal: never index it.
-                let end = self.journal.synced_end();
-                self.unapplied.retain(|l| l.pos < end);
-                self.unsynced = 0;
+                self.forget_unsynced();
                 return Err(e);
             }
             self.unsynced = 0;
@@ -282,6 +304,12 @@ impl Engine {
             crate::failpoint::hit(crash_point);
         }
         Ok(())
+    }
+
+    fn forget_unsynced(&mut self) {
+        let end = self.journal.synced_end();
+        self.unapplied.retain(|l| l.pos < end);
+        self.unsynced = 0;
     }
 
     fn apply_to_catalog(&mut self) -> Result<()> {
