@@ -77,6 +77,7 @@ struct State {
     fail_at: Option<(u64, Fault)>,
     dead: bool,
     injected: Vec<Injected>,
+    trace: Vec<(Op, PathBuf)>,
 }
 
 /// What the counter decided for one operation.
@@ -134,6 +135,11 @@ impl FaultFs {
         self.lock().ops
     }
 
+    /// Every operation so far, in order: operation number `n` is `trace()[n - 1]`.
+    pub fn trace(&self) -> Vec<(Op, PathBuf)> {
+        self.lock().trace.clone()
+    }
+
     /// The operations that were made to fail, in order.
     pub fn injected(&self) -> Vec<Injected> {
         self.lock().injected.clone()
@@ -146,6 +152,7 @@ impl FaultFs {
     fn verdict(&self, op: Op, path: &Path, write_len: usize) -> Verdict {
         let mut st = self.lock();
         st.ops += 1;
+        st.trace.push((op, path.to_path_buf()));
         let number = st.ops;
         let fault = match st.fail_at {
             _ if st.dead => Fault::DeadDisk,
@@ -309,6 +316,11 @@ mod tests {
         assert_eq!(scenario(&fs).unwrap(), b"abcdefgh");
         assert_eq!(fs.ops(), 5);
         assert!(fs.injected().is_empty());
+        let ops: Vec<Op> = fs.trace().into_iter().map(|(op, _)| op).collect();
+        assert_eq!(
+            ops,
+            [Op::CreateNew, Op::WriteAll, Op::Sync, Op::SyncDir, Op::Read]
+        );
         fs.reset();
         assert_eq!(fs.ops(), 0);
     }
