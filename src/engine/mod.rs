@@ -80,6 +80,9 @@ fn rebuilt_catalog(
     let scan = wal::scan_from(fs, &paths.journal, journal_start())?;
     let size = |h: &Hash| store.stored_size(h).unwrap_or(0);
     if let Some(path) = file {
+        // A file's checkpoint must name a durable record (the tail rule trusts it): the run
+        // that appended the last ones may have died before its fsync.
+        let _ = wal::sync_last_segment(fs, &paths.journal);
         let on_disk = Catalog::remove_files(path)
             .and_then(|()| Catalog::open(path))
             .and_then(|mut c| c.apply(&scan.records, &size).map(|()| c));
@@ -125,11 +128,21 @@ fn scan_after_checkpoint(
     paths: &StatePaths,
     facts: &CatalogFacts,
 ) -> Result<(Scan, bool)> {
-    let full = |stale: bool| -> Result<(Scan, bool)> {
-        Ok((wal::scan_from(fs, &paths.journal, journal_start())?, stale))
-    };
     let Some(ck) = &facts.ck else {
-        return full(facts.rows_without_checkpoint);
+        let scan = wal::scan_from(fs, &paths.journal, journal_start())?;
+        return Ok((scan, facts.rows_without_checkpoint));
+    };
+    // Whatever path the scan takes, the tail rule is checked against the checkpoint: the
+    // catalog indexed that record after the fsync that made it durable (a catalog that lost
+    // its last writes only knows less).
+    let known_end = Position {
+        segment: ck.pos.segment,
+        offset: ck.pos.offset + ck.len,
+    };
+    let full = |stale: bool| -> Result<(Scan, bool)> {
+        let scan = wal::scan_from(fs, &paths.journal, journal_start())?;
+        wal::check_known_durable(&scan, known_end, ck.pos)?;
+        Ok((scan, stale))
     };
     let digests = &facts.digests;
     let Some(checked) = digests.last().map(|d| Position {
@@ -151,6 +164,7 @@ fn scan_after_checkpoint(
     if scan.changed {
         return full(true);
     }
+    wal::check_known_durable(&scan, known_end, ck.pos)?;
     let (scan, stale) = after_checkpoint(scan, ck);
     if stale {
         return full(true);
@@ -238,6 +252,12 @@ impl Unrecovered {
     /// Bring the catalog up to the journal without touching manifests (needs the lock, unless
     /// the catalog is an in-memory rebuild).
     pub fn catch_up_catalog(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            // Records no run indexed: the run that appended them may have died before its
+            // fsync, and the catalog must only ever know durable records (the tail rule trusts
+            // its checkpoint). Best effort: on read-only media nothing is indexed durably anyway.
+            let _ = wal::sync_last_segment(self.fs.as_ref(), &self.paths.journal);
+        }
         let store = &self.store;
         self.catalog
             .apply(&self.pending, &|h| store.stored_size(h).unwrap_or(0))?;
@@ -365,7 +385,15 @@ impl Engine {
                  the journal"
             )));
         }
-        let located = self.journal.append(&rec)?;
+        let located = match self.journal.append(&rec) {
+            Ok(l) => l,
+            Err(e) => {
+                // The appender cut the segment back to its last fsync: what it appended since
+                // is gone, so it must never reach the catalog.
+                self.forget_unsynced();
+                return Err(e);
+            }
+        };
         self.unapplied.push(located);
         self.unsynced += 1;
         Ok(())
@@ -392,9 +420,7 @@ impl Engine {
         if self.unsynced > 0 {
             if let Err(e) = self.journal.sync() {
                 // What the failed fsync covered is not in the journal: never index it.
-                let end = self.journal.synced_end();
-                self.unapplied.retain(|l| l.pos < end);
-                self.unsynced = 0;
+                self.forget_unsynced();
                 return Err(e);
             }
             self.unsynced = 0;
@@ -403,6 +429,12 @@ impl Engine {
             crate::failpoint::hit(crash_point);
         }
         Ok(())
+    }
+
+    fn forget_unsynced(&mut self) {
+        let end = self.journal.synced_end();
+        self.unapplied.retain(|l| l.pos < end);
+        self.unsynced = 0;
     }
 
     /// Index what the journal holds durably. The catalog is a cache: if it cannot take the

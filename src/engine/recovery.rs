@@ -87,6 +87,10 @@ impl Unrecovered {
                 .temps_removed
                 .extend(replace::remove_leftover_temps(engine.fs(), d)?);
         }
+        // A run cut short while storing an object leaves `objects/XX/.<hash>.tmp`.
+        report
+            .temps_removed
+            .extend(engine.store.remove_leftover_temps()?);
         failpoint::hit("recover.temps_removed");
         for t in open {
             let files = engine.catalog.txn_files(t.txn)?;

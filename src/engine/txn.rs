@@ -129,8 +129,12 @@ impl Engine {
                 reason: String::new(),
             });
         }
-        for b in bodies.iter().chain(&befores) {
+        for b in &bodies {
             self.store.put(b)?;
+        }
+        // Each before content is a recorded version (observed just now), so durable already.
+        for b in &befores {
+            self.store.put_recorded(b)?;
         }
         failpoint::hit("txn.objects_stored");
 
