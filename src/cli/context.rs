@@ -2,6 +2,7 @@
 //! then recovery with the configured policy), and resolving MANIFEST arguments.
 
 use super::args::{Global, PolicyArg};
+use super::output::{say, warn};
 use crate::catalog::Catalog;
 use crate::engine::recovery::{Policy, RecoveryReport};
 use crate::engine::state::{self, StateLock, StatePaths};
@@ -98,9 +99,13 @@ impl Ctx {
             Ok(c) => Ok(c),
             // Derived data: a catalog that cannot be opened is rebuilt from the journal.
             Err(e) if allow_reset => {
-                eprintln!("kubeharden: {e}; rebuilding the catalog from the journal");
-                Catalog::remove_files(&self.paths.catalog)?;
-                Catalog::open(&self.paths.catalog)
+                warn(format_args!("{e}; rebuilding it from the journal"));
+                let reopened = Catalog::remove_files(&self.paths.catalog)
+                    .and_then(|()| Catalog::open(&self.paths.catalog));
+                reopened.or_else(|e| {
+                    warn(format_args!("{e}; {}", crate::engine::IN_MEMORY_NOTE));
+                    Catalog::open_in_memory()
+                })
             }
             Err(e) => Err(e),
         }
@@ -158,15 +163,19 @@ impl Ctx {
             return Ok(None);
         }
         let lock = state::try_lock(&self.paths)?;
-        let catalog = self.open_catalog(lock.is_some())?;
+        // The lock holder has the catalog file to itself (SQLite's exclusive locking mode, which
+        // needs no shared-memory file): without the lock, read the journal into memory instead.
+        let catalog = match lock {
+            Some(_) => self.open_catalog(true)?,
+            None => Catalog::open_in_memory()?,
+        };
         let mut un =
             Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog, lock.is_some())?;
-        if lock.is_some() {
-            un.catch_up_catalog()?;
-        } else {
-            eprintln!(
-                "kubeharden: another kubeharden holds the state lock; showing the catalog as it \
-                 is (its transaction may not be listed yet)"
+        un.catch_up_or_fall_back()?;
+        if lock.is_none() {
+            say(
+                "another kubeharden holds the state lock; showing the journal as it is (its \
+                 transaction may not be finished yet)",
             );
         }
         Ok(Some(ReadView {
@@ -179,20 +188,20 @@ impl Ctx {
 
 pub fn print_recovery_notes(report: &RecoveryReport) {
     if let Some(t) = &report.torn_tail {
-        eprintln!(
-            "kubeharden: recovery cut a torn journal tail ({}: {} bytes at offset {} of segment {})",
+        say(format_args!(
+            "recovery cut a torn journal tail ({}: {} bytes at offset {} of segment {})",
             t.reason, t.dropped, t.offset, t.segment
-        );
+        ));
     }
     for p in &report.temps_removed {
-        eprintln!(
-            "kubeharden: recovery removed leftover temp file {}",
+        say(format_args!(
+            "recovery removed leftover temp file {}",
             p.display()
-        );
+        ));
     }
     for r in &report.resolved {
-        eprintln!(
-            "kubeharden: recovery: transaction {} {} ({}){}",
+        say(format_args!(
+            "recovery: transaction {} {} ({}){}",
             r.txn,
             r.action,
             r.paths.join(", "),
@@ -201,7 +210,7 @@ pub fn print_recovery_notes(report: &RecoveryReport) {
             } else {
                 format!(": {}", r.note)
             }
-        );
+        ));
     }
 }
 
@@ -212,13 +221,12 @@ pub fn stop_on_conflict(report: &RecoveryReport) -> Result<()> {
         return Ok(());
     }
     Err(Error::RolledBack(format!(
-        "recovery found files changed by someone else during an incomplete transaction: {}; \
-         they were left untouched and recorded as external versions. Check them \
-         ('kubeharden history', 'kubeharden diff') and rerun",
+        "recovery found files changed by someone else during an incomplete transaction: {}. \
+         Check them ('kubeharden history', 'kubeharden diff') and rerun",
         conflicts
             .iter()
-            .flat_map(|c| c.paths.iter().cloned())
+            .map(|c| c.note.as_str())
             .collect::<Vec<_>>()
-            .join(", ")
+            .join("; ")
     )))
 }

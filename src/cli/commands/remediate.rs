@@ -103,7 +103,7 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
         let before = audit(ctx, a.benchmark)?;
         let plan = remediate::plan(&before, a.checks, a.all)?;
         for w in &plan.warnings {
-            eprintln!("kubeharden: warning: {w}");
+            crate::cli::output::say(format_args!("warning: {w}"));
         }
         return dry_run(ctx, &plan);
     }
@@ -117,7 +117,7 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
     let before = audit(ctx, a.benchmark)?;
     let plan = remediate::plan(&before, a.checks, a.all)?;
     for w in &plan.warnings {
-        eprintln!("kubeharden: warning: {w}");
+        crate::cli::output::say(format_args!("warning: {w}"));
     }
     let gate_args = a.gate.clone();
     let make_gate = move || -> Result<Option<Box<dyn GateWithJson>>> {
@@ -213,7 +213,7 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
         ));
     }
     if let Some(c) = &out.critical {
-        eprintln!("kubeharden: {c}");
+        crate::cli::output::say(c);
     }
     let code = if out.critical.is_some() {
         4
