@@ -33,6 +33,9 @@ pub fn run(cli: Cli) -> Result<i32> {
     };
     let format = cli.global.output;
     let ctx = Ctx::new(cli.global)?;
+    if context::is_mutating(&command) {
+        ctx.require_root_for_node_paths()?;
+    }
     let outcome = match command {
         Command::Audit {
             benchmark,
@@ -84,7 +87,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
         )?,
         Command::Recover { policy: p, gate } => maintenance::recover(&ctx, policy(p), &gate)?,
-        Command::Status => maintenance::status(&ctx)?,
+        Command::Status { exit_code } => maintenance::status(&ctx, exit_code)?,
         Command::Verify { repair } => maintenance::verify(&ctx, repair)?,
         Command::Set {
             manifest,
