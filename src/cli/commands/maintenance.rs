@@ -50,7 +50,10 @@ pub fn snapshot(ctx: &Ctx, manifests: &[String]) -> Result<Outcome> {
             // A symlink or directory in the folder is reported, not fatal, for a whole-dir snapshot.
             if let Ok(m) = ctx.fs.metadata(&p) {
                 if m.kind != Kind::File {
-                    eprintln!("kubeharden: skipping {} (not a regular file)", p.display());
+                    crate::cli::output::say(format_args!(
+                        "skipping {} (not a regular file)",
+                        p.display()
+                    ));
                     continue;
                 }
             }
@@ -106,7 +109,8 @@ pub fn recover(ctx: &Ctx, policy: Policy, gate: &crate::cli::args::GateArgs) -> 
     Ok(Outcome::new(json, text).with_code(code))
 }
 
-pub fn status(ctx: &Ctx) -> Result<Outcome> {
+/// `status`; with `exit_code`, exit 1 when a transaction is incomplete or a file drifted.
+pub fn status(ctx: &Ctx, exit_code: bool) -> Result<Outcome> {
     let Some(view) = ctx.open_read_only()? else {
         let json = json!({"incomplete": [], "drift": [], "last_txn": null, "store_bytes": 0, "versions": 0});
         return Ok(Outcome::new(json, "no state yet (nothing recorded)\n"));
@@ -174,7 +178,8 @@ pub fn status(ctx: &Ctx) -> Result<Outcome> {
         text.push_str("(another kubeharden holds the lock: a transaction may be in progress)\n");
     }
     let json = json!({"incomplete": incomplete, "drift": drift, "last_txn": last_txn, "store_bytes": store_bytes, "versions": versions});
-    Ok(Outcome::new(json, text))
+    let attention = !incomplete.is_empty() || !drift.is_empty();
+    Ok(Outcome::new(json, text).with_code(i32::from(exit_code && attention)))
 }
 
 /// `verify [--repair]`: see `verify.rs`.

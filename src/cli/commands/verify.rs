@@ -11,6 +11,7 @@ use crate::catalog::{Catalog, Checkpoint};
 use crate::cli::context::Ctx;
 use crate::cli::output::Outcome;
 use crate::engine::observe::read_file;
+use crate::engine::state::{self, ReadLock};
 use crate::error::{Error, Result};
 use crate::journal::format::SEGMENT_HEADER_LEN;
 use crate::journal::record::{hash_hex, Hash, Record, TxnId};
@@ -109,17 +110,21 @@ fn check_journal(ctx: &Ctx, ck: Option<&Checkpoint>) -> Result<(Scan, Option<Jou
 }
 
 pub fn run(ctx: &Ctx, repair: bool) -> Result<Outcome> {
-    if !crate::engine::state::prepare(ctx.fs.as_ref(), &ctx.paths, false)? {
+    if !ctx.prepare_state(false)? {
         return Ok(Outcome::new(
             json!({"ok": true, "records": 0, "objects": 0}),
             "no state yet\n",
         ));
     }
-    let _lock = crate::engine::state::lock(
-        &ctx.paths,
-        std::time::Duration::from_secs(ctx.global.lock_timeout),
-    )?;
-    let old = existing_catalog(ctx);
+    let lock = verify_lock(ctx, repair)?;
+    let read_only = matches!(lock, ReadLock::ReadOnly { .. });
+    // A state dir that cannot be written: the catalog cannot be trusted to be current (the
+    // read-only commands rebuild it in memory) and is not compared.
+    let old = if read_only {
+        None
+    } else {
+        existing_catalog(ctx)
+    };
     let ck = checkpoint_of(&old);
     let (mut scan, problem) = check_journal(ctx, ck.as_ref())?;
     let mut report = Report::default();
@@ -165,21 +170,30 @@ pub fn run(ctx: &Ctx, repair: bool) -> Result<Outcome> {
     rebuilt.apply(&scan.records, &|h| store.stored_size(h).unwrap_or(0))?;
     let objects = check_objects(ctx, &store, &scan.records, &rebuilt, repair, &mut report)?;
     check_temps(&store, repair, &mut report)?;
-    let repaired = check_catalog(
-        ctx,
-        old,
-        &scan.records,
-        scan.end,
-        &store,
-        repair,
-        problem.is_some(),
-        &mut report,
-    )?;
+    if read_only {
+        report.line(
+            "catalog: not compared (the state directory cannot be written; read-only commands \
+             rebuild it in memory from the journal)"
+                .into(),
+        );
+    }
+    let repaired = !read_only
+        && check_catalog(
+            ctx,
+            old,
+            &scan.records,
+            scan.end,
+            &store,
+            repair,
+            problem.is_some(),
+            &mut report,
+        )?;
     let ok = report.problems.is_empty();
     let json = json!({
         "ok": ok, "records": scan.records.len(), "objects": objects,
         "torn_tail": scan.torn.is_some(), "catalog_repaired": repaired,
         "problems": report.problems, "repaired": report.fixed, "salvage": salvage_json,
+        "read_only": read_only,
     });
     let text = report.text();
     if !ok {
@@ -187,6 +201,24 @@ pub fn run(ctx: &Ctx, repair: bool) -> Result<Outcome> {
         return Err(Error::integrity(text.trim_end().to_string()));
     }
     Ok(Outcome::new(json, text))
+}
+
+/// The catalog is compared (and with --repair rewritten) under the exclusive lock, waited for
+/// as by any command. A state dir that cannot be written is checked without it (shared lock, or
+/// none); --repair then fails opening the lock, with the reason.
+fn verify_lock(ctx: &Ctx, repair: bool) -> Result<ReadLock> {
+    let wait = || {
+        state::lock(
+            &ctx.paths,
+            std::time::Duration::from_secs(ctx.global.lock_timeout),
+        )
+        .map(ReadLock::Exclusive)
+    };
+    Ok(match state::read_lock(&ctx.paths)? {
+        ReadLock::Busy => wait()?,
+        ReadLock::ReadOnly { .. } if repair => wait()?,
+        l => l,
+    })
 }
 
 #[derive(Default)]
