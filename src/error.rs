@@ -21,6 +21,10 @@ pub enum Error {
     /// disagrees with the journal, a symlink planted in the state dir. Exit 6.
     #[error("{0}")]
     Integrity(String),
+    /// SIGINT, SIGTERM or SIGHUP stopped the command; the message says what was done.
+    /// Exit 128 + the signal (130, 143, 129).
+    #[error("{message}")]
+    Interrupted { signal: i32, message: String },
     /// An I/O failure outside a transaction (nothing was changed). Exit 2.
     #[error("{context}: {source}")]
     Io {
@@ -40,6 +44,7 @@ impl Error {
             Error::Critical(_) => 4,
             Error::LockBusy(_) => 5,
             Error::Integrity(_) => 6,
+            Error::Interrupted { signal, .. } => 128 + signal,
         }
     }
 

@@ -92,9 +92,15 @@ pub struct GateArgs {
     /// Commit right after the durable write: no restart wait, probe or audit.
     #[arg(long)]
     pub no_health_gate: bool,
-    /// Total seconds for restart + healthy; past it the change is rolled back.
+    /// Seconds for the change to be restarted and answer its probes; past it the change is
+    /// rolled back. A streak of successes begun in time may finish its 2-s stability window
+    /// after it. Worst case of a failed change: SECS + 3 + --rollback-timeout + 3 seconds.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub health_timeout: u64,
+    /// Seconds to confirm a rollback (the previous content restarted and healthy again). Not
+    /// waited for when the component was not healthy before the change.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub rollback_timeout: u64,
     /// Probe this URL instead of the manifest's probes (repeatable).
     #[arg(long, value_name = "URL")]
     pub probe: Vec<String>,
