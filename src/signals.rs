@@ -210,7 +210,9 @@ pub fn final_code(code: i32) -> i32 {
     };
     let notes = NOTES.lock().map(|n| n.join("; ")).unwrap_or_default();
     let what = match code {
-        0 if notes.is_empty() => "the change had already passed its gate and was committed".into(),
+        0 if notes.is_empty() => {
+            "what had been started was finished and recorded (see the output above)".into()
+        }
         _ if !notes.is_empty() => notes,
         3 => "the change was rolled back; the previous content is on disk".into(),
         4 => "the rollback failed (CRITICAL, see above)".into(),
