@@ -303,8 +303,8 @@ fn on_signal(sig: i32) {
         (Phase::Confirm, _) => leave(
             sig,
             &format!(
-                "{s} again: exiting now; the previous content of {} is back on disk but the rollback is not confirmed or recorded: 'kubeharden recover' (or the next kubeharden command, or kubeharden-recover.timer) records it",
-                subject()
+                "{s} again: {}",
+                left_to_recovery("the previous content is back on disk; the rollback is not yet confirmed or recorded")
             ),
         ),
         (Phase::Recording, _) => say(&format!("{s}: the outcome is being recorded; finishing")),

@@ -129,10 +129,11 @@ impl<'a> Check<'a> {
     fn restart_mode(&self, report: &mut GateReport) -> bool {
         use super::RestartCheck;
         let name = self.name();
-        let visible = !self.old_pids.is_empty() || !self.current.is_empty();
+        let running = !self.old_pids.is_empty() || !self.current.is_empty();
+        let visible = running || self.gate.proc_visible;
         let use_proc = match self.gate.cfg.restart_check {
             RestartCheck::Proc => {
-                if !visible {
+                if !running {
                     report.restart_check_note = Some(format!(
                         "no process ran {name} before the change: the check waits for one \
                          with the new argv, started after the write"

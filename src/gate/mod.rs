@@ -56,6 +56,9 @@ pub struct HealthGate {
     /// One report per checked manifest per check, in order ("change", then "rollback").
     pub reports: Vec<GateReport>,
     failed_once: bool,
+    /// Some process of the component was seen in /proc at a write: this PID namespace shows
+    /// them (so a rollback after a crash loop, with nothing running, still checks the restart).
+    proc_visible: bool,
 }
 
 /// A warning on stderr; an unwritable stderr is not an error.
@@ -73,6 +76,7 @@ impl HealthGate {
             health_before: Mutex::new(Vec::new()),
             reports: Vec::new(),
             failed_once: false,
+            proc_visible: false,
         })
     }
 
@@ -128,6 +132,7 @@ impl Gate for HealthGate {
                     })
                     .unwrap_or_default();
             old_pids.retain(|p| !current.contains(p));
+            self.proc_visible |= !old_pids.is_empty() || !current.is_empty();
             self.before.push(Before {
                 path: t.path.to_string(),
                 write_at: procs::boot_now(),
