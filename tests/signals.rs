@@ -327,3 +327,42 @@ fn item1_sigint_during_recover_replay_reverts() {
     assert_before_back_and_closed(&node, &m);
     assert!(sim.wait_for_argv(&m.argv, T).is_some());
 }
+
+// ---------------------------------------------------------------- remediate
+
+/// `remediate` goes through the same gate: SIGINT during its gate rolls its transaction back
+/// (journal closed, the previous content on disk), exit 130.
+#[test]
+fn item1_sigint_during_remediate_gate_rolls_back() {
+    let (node, m, sim) = scheduler_node();
+    // The new process does not listen for 8 s: the gate is still probing when the signal comes.
+    sim.set_behavior("kube-scheduler", "slow-start-ms 8000\n");
+    let r = node.spawn(&["remediate", "--check", "1.4.1", "--health-timeout", "60"]);
+    r.wait_handlers();
+    wait_changed(&node, &m);
+    let argv = manifests::argv_of(&node.read(&m.file_name));
+    sim.wait_for_new_argv(&argv, &[], T)
+        .expect("the sim started the remediated scheduler");
+    sim.clear_behavior("kube-scheduler");
+    std::thread::sleep(Duration::from_secs(1));
+    let mut r = r;
+    assert!(r.running(), "the gate ended before the signal");
+    r.signal(SIGINT);
+    let run = r.finish(Duration::from_secs(180));
+    assert_eq!(run.code, Some(130), "{}", run.dump());
+    let t = run.txn();
+    assert_eq!(t["status"], "rolled_back", "{}", run.dump());
+    assert_eq!(t["reason"], "interrupted by SIGINT", "{}", run.dump());
+    assert_eq!(
+        t["gate"]["checks"][1]["result"],
+        "healthy",
+        "{}",
+        run.dump()
+    );
+    assert!(
+        run.stderr.contains("interrupted by SIGINT"),
+        "{}",
+        run.dump()
+    );
+    assert_before_back_and_closed(&node, &m);
+}
