@@ -200,6 +200,7 @@ impl Ctx {
             Policy::Replay => Some(
                 crate::gate::HealthGate::new(crate::gate::GateConfig {
                     timeout: Duration::from_secs(120),
+                    rollback_timeout: crate::gate::DEFAULT_ROLLBACK_TIMEOUT,
                     probe_urls: Vec::new(),
                     restart_check: crate::gate::RestartCheck::Auto,
                     tls: Default::default(),
@@ -221,15 +222,19 @@ impl Ctx {
         self.require_root_for_node_paths()?;
         self.prepare_state(true)?;
         let lock = state::lock(&self.paths, Duration::from_secs(self.global.lock_timeout))?;
+        // A signal from here on is not "nothing held": recovery finishes first.
+        crate::signals::set_phase(crate::signals::Phase::Recovering);
         let catalog = self.open_catalog(true)?;
         let un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog, true)?;
         let dirs: Vec<PathBuf> = self.manifests_dir().into_iter().collect();
-        let (engine, report) = un.recover(
+        let recovered = un.recover(
             policy,
             &dirs,
             gate.as_mut()
                 .map(|g| g as &mut dyn crate::engine::txn::Gate),
-        )?;
+        );
+        crate::signals::set_phase(crate::signals::Phase::Between);
+        let (engine, report) = recovered?;
         print_recovery_notes(&report);
         Ok(Locked {
             engine,
