@@ -1578,7 +1578,7 @@ impl Drop for Immutable {
 }
 
 #[test]
-fn item3_remediate_rolled_back_transaction_exits_3() {
+fn item3_remediate_rolled_back_transaction_is_never_exit_0() {
     let plane = Plane::new();
     let node = &plane.node;
     let admin = node.kd.path("admin.conf");
@@ -1593,27 +1593,27 @@ fn item3_remediate_rolled_back_transaction_exits_3() {
         return;
     };
     let r = node.run(&["remediate", "--check", "1.1.13", "--no-health-gate"]);
-    // 1.1.13 chmods admin.conf and super-admin.conf: one transaction each.
-    let txns = r.transactions();
-    let status_of = |p: &Path| {
-        txns.iter()
-            .find(|t| t["path"] == p.display().to_string().as_str())
-            .map(|t| t["status"].as_str().unwrap().to_string())
-    };
-    assert_eq!(
-        status_of(&admin).as_deref(),
-        Some("rolled_back"),
-        "{}",
-        r.dump()
-    );
+    // 1.1.13 chmods admin.conf and super-admin.conf: one transaction each. The immutable file
+    // makes the durable replace fail with EPERM: the transaction is rolled back by the engine
+    // and, as an operating-system error, reported with exit 7 (cli.md), never 0.
     assert_eq!(
         r.code,
-        3,
+        7,
         "a rolled-back transaction is never exit 0: {}",
         r.dump()
     );
-    assert_eq!(r.ids("rolled_back"), ["1.1.13"], "{}", r.dump());
     assert!(r.ids("applied").is_empty(), "{}", r.dump());
-    assert_eq!(check_results(&r)["1.1.13"]["result"], "rolled_back");
+    assert_eq!(
+        check_results(&r)["1.1.13"]["result"],
+        "failed",
+        "{}",
+        r.dump()
+    );
+    let err = r.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("holds its before content") && err.contains("rolled back"),
+        "the message says what is on disk: {}",
+        r.dump()
+    );
     assert_eq!(mode_of(&admin), 0o644);
 }
