@@ -118,13 +118,13 @@ impl Mount {
 
     fn block(&self) -> u64 {
         nix::sys::statvfs::statvfs(&self.at)
-            .map(|s| s.fragment_size() as u64)
+            .map(|s| s.fragment_size())
             .unwrap_or(4096)
     }
 
     fn available(&self) -> u64 {
         let s = nix::sys::statvfs::statvfs(&self.at).expect("statvfs");
-        s.blocks_available() as u64 * s.fragment_size() as u64
+        s.blocks_available() * s.fragment_size()
     }
 
     /// Fill the file system until `free` bytes are left (a filler file of real blocks).
