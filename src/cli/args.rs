@@ -22,7 +22,7 @@ pub struct Cli {
     pub global: Global,
 
     /// Print the named crash points (builds with the `failpoints` feature only) and exit.
-    #[arg(long, global = false)]
+    #[arg(long, global = false, hide = !cfg!(feature = "failpoints"))]
     pub list_crash_points: bool,
 
     #[command(subcommand)]
@@ -36,7 +36,8 @@ pub struct Global {
         long,
         env = "KUBEHARDEN_STATE_DIR",
         default_value = "/var/lib/kubeharden",
-        global = true
+        global = true,
+        help_heading = "Global options"
     )]
     pub state_dir: PathBuf,
     /// The kubelet's static pod folder.
@@ -44,7 +45,8 @@ pub struct Global {
         long,
         env = "KUBEHARDEN_MANIFESTS_DIR",
         default_value = "/etc/kubernetes/manifests",
-        global = true
+        global = true,
+        help_heading = "Global options"
     )]
     pub manifests_dir: PathBuf,
     /// Where pki/, admin.conf, scheduler.conf and controller-manager.conf live.
@@ -52,17 +54,24 @@ pub struct Global {
         long,
         env = "KUBEHARDEN_KUBERNETES_DIR",
         default_value = "/etc/kubernetes",
-        global = true
+        global = true,
+        help_heading = "Global options"
     )]
     pub kubernetes_dir: PathBuf,
     /// text for people, json for scripts (exactly one JSON document on stdout).
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text, global = true)]
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text, global = true, help_heading = "Global options")]
     pub output: OutputFormat,
     /// Seconds to wait for the state lock; 0 fails at once (exit 5).
-    #[arg(long, default_value_t = 30, global = true, value_name = "SECS")]
+    #[arg(
+        long,
+        default_value_t = 30,
+        global = true,
+        help_heading = "Global options",
+        value_name = "SECS"
+    )]
     pub lock_timeout: u64,
     /// Policy for the recovery every mutating command runs first.
-    #[arg(long, env = "KUBEHARDEN_RECOVERY_POLICY", value_enum, default_value_t = PolicyArg::Revert, global = true, hide_short_help = true)]
+    #[arg(long, env = "KUBEHARDEN_RECOVERY_POLICY", value_enum, default_value_t = PolicyArg::Revert, global = true, help_heading = "Global options", hide_short_help = true)]
     pub recovery_policy: PolicyArg,
 }
 
@@ -183,10 +192,15 @@ pub enum Command {
         manifests: Vec<String>,
     },
     /// Every recorded version, oldest first.
-    History { manifest: Option<String> },
+    History {
+        /// File name in the manifests dir or a path (default: every recorded file).
+        manifest: Option<String>,
+    },
     /// Print a version's exact bytes (default: the latest recorded).
     Show {
+        /// File name in the manifests dir (kube-apiserver.yaml) or a path.
         manifest: String,
+        /// Version number, from 1 (see `history`).
         #[arg(long, conflicts_with = "at", allow_hyphen_values = true)]
         version: Option<String>,
         /// The content the file had on disk at TIME (RFC 3339, or YYYY-MM-DD HH:MM[:SS] local).
@@ -195,6 +209,7 @@ pub enum Command {
     },
     /// Unified diff between two versions (TO defaults to the file on disk now).
     Diff {
+        /// File name in the manifests dir (kube-apiserver.yaml) or a path.
         manifest: String,
         /// Version number.
         from: String,
@@ -203,7 +218,9 @@ pub enum Command {
     },
     /// Point-in-time restore of a version, as a journaled transaction.
     Restore {
+        /// File name in the manifests dir (kube-apiserver.yaml) or a path.
         manifest: String,
+        /// Version number to put back (see `history`).
         #[arg(
             long,
             conflicts_with = "at",
@@ -214,6 +231,7 @@ pub enum Command {
         /// The content the file had on disk at TIME (RFC 3339, or YYYY-MM-DD HH:MM[:SS] local).
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+        /// Why; kept in the journal.
         #[arg(long, default_value = "")]
         reason: String,
         /// Print the diff and change nothing.
@@ -224,6 +242,7 @@ pub enum Command {
     },
     /// Resolve incomplete transactions now.
     Recover {
+        /// revert puts the before content back; replay finishes the change if it proves healthy.
         #[arg(long, value_enum, default_value_t = PolicyArg::Revert)]
         policy: PolicyArg,
         /// Gate options for transactions that `replay` finishes.
@@ -231,7 +250,12 @@ pub enum Command {
         gate: GateArgs,
     },
     /// Incomplete transactions, drift, last transaction, store size.
-    Status,
+    Status {
+        /// Exit 1 when a transaction is incomplete or a file drifted (changed, missing or
+        /// untracked), for monitoring; 0 when all is as recorded.
+        #[arg(long)]
+        exit_code: bool,
+    },
     /// Check journal checksums, object hashes, and the catalog against the journal.
     Verify {
         /// Rebuild the catalog from the journal and objects.

@@ -38,6 +38,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             .map_err(|e| Error::usage(format!("cannot install signal handlers: {e}")))?;
     }
     let ctx = Ctx::new(cli.global)?;
+    if context::is_mutating(&command) {
+        ctx.require_root_for_node_paths()?;
+    }
     let outcome = match command {
         Command::Audit {
             benchmark,
@@ -89,7 +92,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
         )?,
         Command::Recover { policy: p, gate } => maintenance::recover(&ctx, policy(p), &gate)?,
-        Command::Status => maintenance::status(&ctx)?,
+        Command::Status { exit_code } => maintenance::status(&ctx, exit_code)?,
         Command::Verify { repair } => maintenance::verify(&ctx, repair)?,
         Command::Set {
             manifest,
@@ -113,8 +116,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         )?,
     };
     crate::signals::set_phase(crate::signals::Phase::Recording);
-    emit(&outcome, format);
-    Ok(crate::signals::final_code(outcome.code))
+    let code = outcome.code;
+    emit(outcome, format);
+    Ok(crate::signals::final_code(code))
 }
 
 /// The commands that write manifests (and so run a gate): signals are handled for these.
@@ -129,6 +133,17 @@ fn changes_manifests(command: &Command) -> bool {
 }
 
 /// Write the outcome to stdout, in large writes; a closed pipe (`| head`) is not an error.
-fn emit(outcome: &Outcome, format: OutputFormat) {
+/// Warnings said on stderr during the run (a catalog that could not be written) are also in
+/// the JSON document, as `warnings`.
+fn emit(mut outcome: Outcome, format: OutputFormat) {
+    let warnings = output::take_warnings();
+    if let (false, Some(doc)) = (warnings.is_empty(), outcome.json.as_object_mut()) {
+        match doc.get_mut("warnings").and_then(|w| w.as_array_mut()) {
+            Some(list) => list.extend(warnings.into_iter().map(Into::into)),
+            None => {
+                doc.insert("warnings".into(), warnings.into());
+            }
+        }
+    }
     let _ = outcome.write(format, &mut std::io::stdout().lock());
 }

@@ -10,7 +10,6 @@ use crate::gate::{GateConfig, HealthGate, RestartCheck};
 use crate::journal::record::TxnKind;
 use crate::signals::{self, Phase};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::time::Duration;
 
 pub fn config(args: &GateArgs, container: Option<&str>) -> GateConfig {
@@ -93,7 +92,7 @@ pub fn transact(
     };
     let report = result?;
     if report.status == TxnStatus::RollbackFailed {
-        let _ = writeln!(std::io::stderr(), "kubeharden: {}", report.reason);
+        crate::cli::output::say(&report.reason);
     }
     if signals::received().is_some() {
         signals::note(interrupted_note(&report, gate.as_ref()));
