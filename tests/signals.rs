@@ -388,3 +388,51 @@ fn item1_sigint_during_remediate_gate_rolls_back() {
     );
     assert_before_back_and_closed(&node, &m);
 }
+
+// ---------------------------------------------------------------- during recovery
+
+/// A signal while the command first recovers an earlier, incomplete transaction: the recovery
+/// is finished (that transaction reverted, journal closed), then the command stops before its
+/// own change: exit 130, "nothing was changed", the previous content on disk.
+#[test]
+fn item1_sigint_during_recovery_finishes_it_and_changes_nothing() {
+    if !cfg!(feature = "failpoints") {
+        eprintln!("SKIPPED item1_sigint_during_recovery: needs --features failpoints");
+        return;
+    }
+    let (node, m, _sim) = scheduler_node();
+    // An incomplete transaction: the process dies right after its write.
+    let crashed = node
+        .spawn_env(
+            &["set", "kube-scheduler.yaml", "--flag", "profiling=false"],
+            &[("KUBEHARDEN_CRASH_AT", "txn.applied_appended")],
+        )
+        .finish(T);
+    assert_eq!(crashed.code, None, "{}", crashed.dump());
+    assert_eq!(node.incomplete(), 1);
+    let r = node.spawn_env(
+        &["set", "kube-scheduler.yaml", "--flag", "v=3"],
+        &[("KUBEHARDEN_PAUSE_AT", "recover.temps_removed:2000")],
+    );
+    assert!(
+        r.wait_stderr("paused at recover.temps_removed", T),
+        "{}",
+        r.stderr_so_far()
+    );
+    r.signal(SIGINT);
+    let run = r.finish(Duration::from_secs(120));
+    assert_eq!(run.code, Some(130), "{}", run.dump());
+    for said in ["finishing the recovery", "reverted", "nothing was changed"] {
+        assert!(
+            run.stderr.contains(said),
+            "{said:?} missing: {}",
+            run.dump()
+        );
+    }
+    assert_eq!(run.json["exit_code"], 130, "{}", run.dump());
+    assert_before_back_and_closed(&node, &m);
+    assert!(
+        !node.read(&m.file_name).contains("--v=3"),
+        "the interrupted command's own change was not made"
+    );
+}
