@@ -1616,4 +1616,27 @@ fn item3_remediate_rolled_back_transaction_exits_3() {
     assert!(r.ids("applied").is_empty(), "{}", r.dump());
     assert_eq!(check_results(&r)["1.1.13"]["result"], "rolled_back");
     assert_eq!(mode_of(&admin), 0o644);
+
+    // A manifest batch whose write fails: rolled back, exit 3, and not bisected (no fix is to
+    // blame for a file that cannot be written).
+    let manifest = node.kd.manifest_path("kube-apiserver.yaml");
+    let before = std::fs::read(&manifest).unwrap();
+    let _m = Immutable::set(&manifest).expect("chattr +i worked above");
+    let r = node.run(&[
+        "remediate",
+        "--check",
+        "1.2.15,1.2.16,1.2.18",
+        "--no-health-gate",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    let txns = r.transactions();
+    assert_eq!(txns.len(), 1, "no bisection: {}", r.dump());
+    assert_eq!(txns[0]["status"], "rolled_back", "{}", r.dump());
+    let mut rolled = r.ids("rolled_back");
+    rolled.sort();
+    assert_eq!(rolled, ["1.2.15", "1.2.16", "1.2.18"], "{}", r.dump());
+    for id in ["1.2.15", "1.2.16", "1.2.18"] {
+        assert_eq!(check_results(&r)[id]["result"], "rolled_back", "{id}");
+    }
+    assert_eq!(std::fs::read(&manifest).unwrap(), before);
 }

@@ -245,6 +245,9 @@ pub fn run(engine: &mut Engine, env: &Env, plan: &Plan) -> Outcome {
     out
 }
 
+/// How the engine's report begins when the durable write itself failed (engine/txn.rs).
+const WRITE_FAILED: &str = "the write failed";
+
 fn fixes_of(items: &[Item]) -> Vec<Remediation> {
     items.iter().flat_map(|i| i.fix.iter().copied()).collect()
 }
@@ -333,6 +336,12 @@ pub fn apply_batch(
         }
         TxnStatus::RollbackFailed => out.critical = Some(why),
         TxnStatus::RolledBack if items.len() == 1 => out.rolled_back.push((ids[0], why)),
+        // The manifest could not be written at all: no fix is to blame, and bisecting would
+        // only fail the same way again.
+        TxnStatus::RolledBack if why.starts_with(WRITE_FAILED) => {
+            out.rolled_back
+                .extend(ids.iter().map(|id| (*id, why.clone())));
+        }
         TxnStatus::RolledBack => {
             let (a, b) = items.split_at(items.len() / 2);
             apply_batch(engine, env, component, manifest, a, out)?;
