@@ -470,7 +470,7 @@ fn restore_brings_back_mode_and_owner_of_the_version() {
 }
 
 #[test]
-fn failed_durable_write_rolls_back_with_exit_3_and_keeps_the_file() {
+fn failed_durable_write_rolls_back_with_exit_7_and_keeps_the_file() {
     let node = Node::new();
     let target = node.manifest_elsewhere("elsewhere", APISERVER);
     let t = target.to_str().unwrap();
@@ -488,9 +488,15 @@ fn failed_durable_write_rolls_back_with_exit_3_and_keeps_the_file() {
         "-o",
         "json",
     ]);
-    assert_eq!(out.code(), Some(3), "{}", out.describe());
+    // An I/O error (exit 7, issue 11 item 9), not a failed gate: the message names the file
+    // and the errno and says the before content is back.
+    assert_eq!(out.code(), Some(7), "{}", out.describe());
     let j = out.json();
-    assert_eq!(j["transactions"][0]["status"], "rolled_back", "{j}");
+    let msg = j["error"].as_str().unwrap_or_default();
+    assert!(msg.contains(&*blocker.to_string_lossy()), "{j}");
+    assert!(msg.contains("(EISDIR)"), "{j}");
+    assert!(msg.contains("holds its before content"), "{j}");
+    assert!(msg.contains("rolled back and recorded"), "{j}");
     assert!(node.read(t) == b, "the file is as before");
     assert_eq!(meta_of(&target), (MODE, UID, GID));
     fs::remove_dir(&blocker).unwrap();

@@ -2,6 +2,7 @@
 //! then recovery with the configured policy), and resolving MANIFEST arguments.
 
 use super::args::{Global, PolicyArg};
+use super::output::{say, warn};
 use crate::catalog::Catalog;
 use crate::engine::recovery::{Policy, RecoveryReport};
 use crate::engine::state::{self, StateLock, StatePaths};
@@ -140,9 +141,13 @@ impl Ctx {
             Ok(c) => Ok(c),
             // Derived data: a catalog that cannot be opened is rebuilt from the journal.
             Err(e) if allow_reset => {
-                eprintln!("kubeharden: {e}; rebuilding the catalog from the journal");
-                Catalog::remove_files(&self.paths.catalog)?;
-                Catalog::open(&self.paths.catalog)
+                warn(format_args!("{e}; rebuilding it from the journal"));
+                let reopened = Catalog::remove_files(&self.paths.catalog)
+                    .and_then(|()| Catalog::open(&self.paths.catalog));
+                reopened.or_else(|e| {
+                    warn(format_args!("{e}; {}", crate::engine::IN_MEMORY_NOTE));
+                    Catalog::open_in_memory()
+                })
             }
             Err(e) => Err(e),
         }
@@ -241,21 +246,22 @@ impl Ctx {
             return Ok(None);
         }
         let lock = state::read_lock(&self.paths)?;
-        let (catalog, writable) = match &lock {
-            state::ReadLock::Exclusive(_) => (self.open_catalog(true)?, true),
-            state::ReadLock::Busy => (self.open_catalog(false)?, false),
-            // Nothing may be written: rebuild the catalog in memory from the journal.
-            state::ReadLock::ReadOnly { .. } => (Catalog::open_in_memory()?, false),
+        // The lock holder has the catalog file to itself (SQLite's exclusive locking mode, which
+        // needs no shared-memory file): without the lock (another process holds it, or the
+        // state dir cannot be written), read the journal into memory instead.
+        let catalog = match &lock {
+            state::ReadLock::Exclusive(_) => self.open_catalog(true)?,
+            state::ReadLock::Busy | state::ReadLock::ReadOnly { .. } => Catalog::open_in_memory()?,
         };
+        let exclusive = matches!(lock, state::ReadLock::Exclusive(_));
         let read_only = matches!(lock, state::ReadLock::ReadOnly { .. });
-        let mut un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog, writable)?;
-        match &lock {
-            state::ReadLock::Exclusive(_) => un.catch_up_catalog()?,
-            state::ReadLock::ReadOnly { .. } => un.catch_up_catalog()?,
-            state::ReadLock::Busy => eprintln!(
-                "kubeharden: another kubeharden holds the state lock; showing the catalog as it \
-                 is (its transaction may not be listed yet)"
-            ),
+        let mut un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog, exclusive)?;
+        un.catch_up_or_fall_back()?;
+        if matches!(lock, state::ReadLock::Busy) {
+            say(
+                "another kubeharden holds the state lock; showing the journal as it is (its \
+                 transaction may not be finished yet)",
+            );
         }
         Ok(Some(ReadView {
             fresh: !matches!(lock, state::ReadLock::Busy),
@@ -268,20 +274,20 @@ impl Ctx {
 
 pub fn print_recovery_notes(report: &RecoveryReport) {
     if let Some(t) = &report.torn_tail {
-        eprintln!(
-            "kubeharden: recovery cut a torn journal tail ({}: {} bytes at offset {} of segment {})",
+        say(format_args!(
+            "recovery cut a torn journal tail ({}: {} bytes at offset {} of segment {})",
             t.reason, t.dropped, t.offset, t.segment
-        );
+        ));
     }
     for p in &report.temps_removed {
-        eprintln!(
-            "kubeharden: recovery removed leftover temp file {}",
+        say(format_args!(
+            "recovery removed leftover temp file {}",
             p.display()
-        );
+        ));
     }
     for r in &report.resolved {
-        eprintln!(
-            "kubeharden: recovery: transaction {} {} ({}){}",
+        say(format_args!(
+            "recovery: transaction {} {} ({}){}",
             r.txn,
             r.action,
             r.paths.join(", "),
@@ -290,7 +296,7 @@ pub fn print_recovery_notes(report: &RecoveryReport) {
             } else {
                 format!(": {}", r.note)
             }
-        );
+        ));
     }
 }
 
@@ -301,13 +307,12 @@ pub fn stop_on_conflict(report: &RecoveryReport) -> Result<()> {
         return Ok(());
     }
     Err(Error::RolledBack(format!(
-        "recovery found files changed by someone else during an incomplete transaction: {}; \
-         they were left untouched and recorded as external versions. Check them \
-         ('kubeharden history', 'kubeharden diff') and rerun",
+        "recovery found files changed by someone else during an incomplete transaction: {}. \
+         Check them ('kubeharden history', 'kubeharden diff') and rerun",
         conflicts
             .iter()
-            .flat_map(|c| c.paths.iter().cloned())
+            .map(|c| c.note.as_str())
             .collect::<Vec<_>>()
-            .join(", ")
+            .join("; ")
     )))
 }

@@ -110,11 +110,23 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
         )?,
     };
-    emit(&outcome, format);
-    Ok(outcome.code)
+    let code = outcome.code;
+    emit(outcome, format);
+    Ok(code)
 }
 
 /// Write the outcome to stdout, in large writes; a closed pipe (`| head`) is not an error.
-fn emit(outcome: &Outcome, format: OutputFormat) {
+/// Warnings said on stderr during the run (a catalog that could not be written) are also in
+/// the JSON document, as `warnings`.
+fn emit(mut outcome: Outcome, format: OutputFormat) {
+    let warnings = output::take_warnings();
+    if let (false, Some(doc)) = (warnings.is_empty(), outcome.json.as_object_mut()) {
+        match doc.get_mut("warnings").and_then(|w| w.as_array_mut()) {
+            Some(list) => list.extend(warnings.into_iter().map(Into::into)),
+            None => {
+                doc.insert("warnings".into(), warnings.into());
+            }
+        }
+    }
     let _ = outcome.write(format, &mut std::io::stdout().lock());
 }

@@ -206,7 +206,7 @@ impl HealthGate {
                          visible in /proc before the write (other PID namespace?); probes may \
                          reach a process that has not restarted"
                     );
-                    eprintln!("kubeharden: warning: {note}");
+                    crate::cli::output::say(format_args!("warning: {note}"));
                     report["restart_check_note"] = json!(note);
                 }
                 visible

@@ -71,7 +71,7 @@ pub fn transact(
     };
     let report = result?;
     if report.status == TxnStatus::RollbackFailed {
-        eprintln!("kubeharden: {}", report.reason);
+        crate::cli::output::say(&report.reason);
     }
     Ok(Gated {
         report,

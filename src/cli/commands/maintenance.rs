@@ -54,7 +54,10 @@ pub fn snapshot(ctx: &Ctx, manifests: &[String]) -> Result<Outcome> {
             // A symlink or directory in the folder is reported, not fatal, for a whole-dir snapshot.
             if let Ok(m) = ctx.fs.metadata(&p) {
                 if m.kind != Kind::File {
-                    eprintln!("kubeharden: skipping {} (not a regular file)", p.display());
+                    crate::cli::output::say(format_args!(
+                        "skipping {} (not a regular file)",
+                        p.display()
+                    ));
                     continue;
                 }
             }

@@ -104,7 +104,7 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
         let before = audit(ctx, a.benchmark)?;
         let plan = remediate::plan(&before, a.checks, a.all, &dir)?;
         for w in &plan.warnings {
-            eprintln!("kubeharden: warning: {w}");
+            crate::cli::output::say(format_args!("warning: {w}"));
         }
         return dry_run(ctx, &plan);
     }
@@ -118,7 +118,7 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
     let before = audit(ctx, a.benchmark)?;
     let plan = remediate::plan(&before, a.checks, a.all, &dir)?;
     for w in &plan.warnings {
-        eprintln!("kubeharden: warning: {w}");
+        crate::cli::output::say(format_args!("warning: {w}"));
     }
     let gate_args = a.gate.clone();
     let make_gate = move || -> Result<Option<Box<dyn GateWithJson>>> {
@@ -144,10 +144,10 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
         })
         .unwrap_or_default();
     if let Some(c) = &out.critical {
-        eprintln!("kubeharden: {c}");
+        crate::cli::output::say(c);
     }
     if let Some(s) = &out.stopped {
-        eprintln!("kubeharden: {}", stopped_message(&out, s));
+        crate::cli::output::say(stopped_message(&out, s));
     }
     let mut json = report_json(&out, &plan);
     json["benchmark"] = json!(before.benchmark.name());
