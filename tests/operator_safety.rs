@@ -421,7 +421,7 @@ fn mutating_commands_fail(node: &Node, state: &Path) {
             r.dump()
         );
         assert!(
-            r.stderr.contains("nothing was changed"),
+            r.stderr.contains("no manifest was changed"),
             "{args:?}: {}",
             r.dump()
         );

@@ -211,12 +211,11 @@ pub fn run(engine: &mut Engine, env: &Env, plan: &Plan) -> Outcome {
     let mut batches = plan.batches.iter();
     let mut stopped = false;
     for (component, path, items) in batches.by_ref() {
+        let first = engine.next_txn_id().ok();
         if let Err(e) = apply_batch(engine, env, *component, path, items, &mut out) {
-            out.stop(
-                &path.to_string_lossy(),
-                items.iter().map(|i| i.id).collect(),
-                e,
-            );
+            let txn = begun_by_failed_step(engine, first, &out);
+            let ids = items.iter().map(|i| i.id).collect();
+            out.stop(&path.to_string_lossy(), ids, txn, e);
             stopped = true;
             break;
         }
@@ -243,6 +242,14 @@ pub fn run(engine: &mut Engine, env: &Env, plan: &Plan) -> Outcome {
     let rolled: Vec<&str> = out.rolled_back.iter().map(|(id, _)| *id).collect();
     out.applied.retain(|id| !rolled.contains(id));
     out
+}
+
+/// The transaction a step that failed with an error had begun: the last id handed out since
+/// `first`, unless it is one the outcome already reports.
+fn begun_by_failed_step(engine: &Engine, first: Option<u64>, out: &Outcome) -> Option<u64> {
+    let (first, next) = (first?, engine.next_txn_id().ok()?);
+    let last = next.checked_sub(1).filter(|&t| t >= first)?;
+    (!out.attempts.iter().any(|a| a.report.txn == Some(last))).then_some(last)
 }
 
 /// How the engine's report begins when the durable write itself failed (engine/txn.rs).
@@ -414,8 +421,10 @@ pub fn apply_file_fixes(engine: &mut Engine, items: &[Item], out: &mut Outcome) 
             out.notes.push(dir_note(path, mine, &ids));
             continue;
         }
+        let first = engine.next_txn_id().ok();
         if let Err(e) = file_fix(engine, path, mine, &ids, out) {
-            out.stop(&path.to_string_lossy(), ids, e);
+            let txn = begun_by_failed_step(engine, first, out);
+            out.stop(&path.to_string_lossy(), ids, txn, e);
             break;
         }
     }
