@@ -13,7 +13,8 @@ every version a manifest ever had is kept (history, show, diff, restore), a cras
 mid-change is recovered at the next start, and nothing is overwritten before its exact bytes are \
 stored.\n\nExit codes: 0 done, 1 audit found a failing check, 2 usage error or bad input (nothing \
 changed), 3 change rolled back or recovery conflict, 4 CRITICAL rollback failed, 5 state lock busy, \
-6 integrity error in the store.",
+6 integrity error in the store, 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM (the change \
+was rolled back, or after a second signal left to 'kubeharden recover').",
     arg_required_else_help = true
 )]
 pub struct Cli {
@@ -101,9 +102,15 @@ pub struct GateArgs {
     /// Commit right after the durable write: no restart wait, probe or audit.
     #[arg(long)]
     pub no_health_gate: bool,
-    /// Total seconds for restart + healthy; past it the change is rolled back.
+    /// Seconds for the change to be restarted and answer its probes; past it the change is
+    /// rolled back. A streak of successes begun in time may finish its 2-s stability window
+    /// after it. Worst case of a failed change: SECS + 3 + --rollback-timeout + 3 seconds.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub health_timeout: u64,
+    /// Seconds to confirm a rollback (the previous content restarted and healthy again). Not
+    /// waited for when the component was not healthy before the change.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub rollback_timeout: u64,
     /// Probe this URL instead of the manifest's probes (repeatable).
     #[arg(long, value_name = "URL")]
     pub probe: Vec<String>,

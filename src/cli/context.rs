@@ -200,6 +200,7 @@ impl Ctx {
             Policy::Replay => Some(
                 crate::gate::HealthGate::new(crate::gate::GateConfig {
                     timeout: Duration::from_secs(120),
+                    rollback_timeout: crate::gate::DEFAULT_ROLLBACK_TIMEOUT,
                     probe_urls: Vec::new(),
                     restart_check: crate::gate::RestartCheck::Auto,
                     tls: Default::default(),
@@ -221,15 +222,19 @@ impl Ctx {
         self.require_root_for_node_paths()?;
         self.prepare_state(true)?;
         let lock = state::lock(&self.paths, Duration::from_secs(self.global.lock_timeout))?;
+        // A signal from here on is not "nothing held": recovery finishes first.
+        crate::signals::set_phase(crate::signals::Phase::Recovering);
         let catalog = self.open_catalog(true)?;
         let un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog, true)?;
         let dirs: Vec<PathBuf> = self.manifests_dir().into_iter().collect();
-        let (engine, report) = un.recover(
+        let recovered = un.recover(
             policy,
             &dirs,
             gate.as_mut()
                 .map(|g| g as &mut dyn crate::engine::txn::Gate),
-        )?;
+        );
+        crate::signals::set_phase(crate::signals::Phase::Between);
+        let (engine, report) = recovered?;
         print_recovery_notes(&report);
         Ok(Locked {
             engine,
@@ -247,15 +252,16 @@ impl Ctx {
         }
         let lock = state::read_lock(&self.paths)?;
         // The lock holder has the catalog file to itself (SQLite's exclusive locking mode, which
-        // needs no shared-memory file): without the lock (another process holds it, or the
-        // state dir cannot be written), read the journal into memory instead.
-        let catalog = match &lock {
-            state::ReadLock::Exclusive(_) => self.open_catalog(true)?,
-            state::ReadLock::Busy | state::ReadLock::ReadOnly { .. } => Catalog::open_in_memory()?,
+        // needs no shared-memory file): without the lock, or where nothing may be written, the
+        // catalog is rebuilt in memory from the journal.
+        let (catalog, writable) = match &lock {
+            state::ReadLock::Exclusive(_) => (self.open_catalog(true)?, true),
+            state::ReadLock::Busy | state::ReadLock::ReadOnly { .. } => {
+                (Catalog::open_in_memory()?, false)
+            }
         };
-        let exclusive = matches!(lock, state::ReadLock::Exclusive(_));
         let read_only = matches!(lock, state::ReadLock::ReadOnly { .. });
-        let mut un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog, exclusive)?;
+        let mut un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog, writable)?;
         un.catch_up_or_fall_back()?;
         if matches!(lock, state::ReadLock::Busy) {
             say(

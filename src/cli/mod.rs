@@ -32,6 +32,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         return Err(Error::usage("no command given; see 'kubeharden --help'"));
     };
     let format = cli.global.output;
+    if changes_manifests(&command) {
+        // Ctrl-C, SIGTERM, SIGHUP roll a change back instead of killing the process mid-gate.
+        crate::signals::install(format == OutputFormat::Json)
+            .map_err(|e| Error::usage(format!("cannot install signal handlers: {e}")))?;
+    }
     let ctx = Ctx::new(cli.global)?;
     if context::is_mutating(&command) {
         ctx.require_root_for_node_paths()?;
@@ -110,9 +115,21 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
         )?,
     };
+    crate::signals::set_phase(crate::signals::Phase::Recording);
     let code = outcome.code;
     emit(outcome, format);
-    Ok(code)
+    Ok(crate::signals::final_code(code))
+}
+
+/// The commands that write manifests (and so run a gate): signals are handled for these.
+fn changes_manifests(command: &Command) -> bool {
+    match command {
+        Command::Set { dry_run, .. }
+        | Command::Restore { dry_run, .. }
+        | Command::Remediate { dry_run, .. } => !dry_run,
+        Command::Recover { .. } => true,
+        _ => false,
+    }
 }
 
 /// Write the outcome to stdout, in large writes; a closed pipe (`| head`) is not an error.

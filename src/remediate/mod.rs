@@ -312,6 +312,8 @@ pub fn apply_batch(
         g.preflight(&changes[0].observed.bytes)
             .map_err(Error::usage)?;
     }
+    // A signal during the health probe before the change: stop before writing anything.
+    crate::signals::checkpoint()?;
     let reason = format!("CIS {}", ids.join(" "));
     let report = engine.transact(
         TxnKind::Remediate,
