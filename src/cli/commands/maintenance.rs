@@ -217,6 +217,9 @@ pub fn verify(ctx: &Ctx, repair: bool) -> Result<Outcome> {
             _ => {}
         }
     }
+    // Contents `prune` dropped are gone on purpose (the PRUNED record says so).
+    let pruned = rebuilt.pruned_hashes()?;
+    hashes.retain(|h| !pruned.contains(&hash_hex(h)));
     for h in &hashes {
         store.get(h)?;
     }
