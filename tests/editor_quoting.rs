@@ -244,3 +244,48 @@ fn also_found_removing_the_last_item_keeps_a_missing_final_newline() {
     let out = edit_flags(doc.as_bytes(), None, &[unset("a")]).unwrap();
     assert!(out.bytes.ends_with(b"\n"));
 }
+
+/// The fuzz oracle's idea on the reference manifests: the bytes outside the edited list's lines
+/// (from `inspect::lists`) are the input's, and no item written into a flow list is a plain
+/// scalar holding a flow indicator.
+#[test]
+fn also_found_edits_keep_every_byte_outside_the_edited_lists() {
+    use kubeharden::manifest::inspect;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/manifests");
+    let mut inputs: Vec<Vec<u8>> = Vec::new();
+    for dir in std::fs::read_dir(root).unwrap() {
+        for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            inputs.push(std::fs::read(f.unwrap().path()).unwrap());
+        }
+    }
+    inputs.push(pod_with("    command: [kube-apiserver, --a=1]  # flow\n").into_bytes());
+    inputs.push(JSON_POD.as_bytes().to_vec());
+    let edits = [
+        vec![set("b", "x?y")],
+        vec![set("profiling", "false")],
+        vec![unset("a"), set("c", "{1}")],
+    ];
+    for input in &inputs {
+        let lists = inspect::lists(input, None).unwrap();
+        let command = lists.iter().find(|l| l.key == "command").unwrap();
+        for e in &edits {
+            let out = edit_flags(input, None, e).unwrap();
+            if !out.changed {
+                continue;
+            }
+            let r = &command.lines;
+            assert!(out.bytes.starts_with(&input[..r.start]));
+            assert!(out.bytes.ends_with(&input[r.end..]));
+            let after = inspect::lists(&out.bytes, None).unwrap();
+            for l in after.iter().filter(|l| l.flow) {
+                for i in l.items.iter().filter(|i| i.plain) {
+                    assert!(
+                        !i.raw.bytes().any(inspect::is_flow_indicator),
+                        "{:?}",
+                        i.raw
+                    );
+                }
+            }
+        }
+    }
+}

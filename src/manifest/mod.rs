@@ -20,6 +20,8 @@ mod argv;
 mod doc;
 mod edit;
 mod flow;
+#[doc(hidden)]
+pub mod inspect;
 mod lists;
 mod locate;
 mod render;
