@@ -147,6 +147,9 @@ pub enum Command {
         /// Output form (default: -o's; junit for CI).
         #[arg(long, value_enum)]
         format: Option<super::commands::audit::AuditFormat>,
+        /// Hardening file whose waivers and selection apply (default: /etc/kubeharden/hardening.yaml if it exists).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// Apply the fixes of failing CIS checks: one health-gated transaction per component.
     Remediate {
@@ -167,6 +170,9 @@ pub enum Command {
         /// Print the plan with diffs; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Hardening file whose waivers and selection apply (default: /etc/kubeharden/hardening.yaml if it exists).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         gate: GateArgs,
     },
@@ -230,5 +236,16 @@ pub enum Command {
         /// Rebuild the catalog from the journal and objects.
         #[arg(long)]
         repair: bool,
+    },
+    /// Converge the node to the hardening file: enforced checks, waivers, extra flags.
+    Apply {
+        /// The hardening file (default /etc/kubeharden/hardening.yaml; built-in defaults if absent).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Print the plan with diffs; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        gate: GateArgs,
     },
 }

@@ -38,12 +38,17 @@ pub fn run(cli: Cli) -> Result<i32> {
             benchmark,
             checks,
             format: form,
-        } => commands::audit::audit(&ctx, benchmark.as_deref(), &checks, form)?,
+            file,
+        } => {
+            let h = crate::hardening::for_reading(file.as_deref())?;
+            commands::audit::audit_with(&ctx, benchmark.as_deref(), &checks, form, h.as_ref())?
+        }
         Command::Remediate {
             checks,
             all,
             benchmark,
             dry_run,
+            file,
             gate,
         } => commands::remediate::remediate(
             &ctx,
@@ -53,6 +58,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 benchmark: benchmark.as_deref(),
                 dry_run,
                 gate: &gate,
+                hardening: crate::hardening::for_reading(file.as_deref())?,
             },
         )?,
         Command::Snapshot { manifests } => maintenance::snapshot(&ctx, &manifests)?,
@@ -102,6 +108,18 @@ pub fn run(cli: Cli) -> Result<i32> {
                 unset: &unset,
                 container: container.as_deref(),
                 reason: &reason,
+                dry_run,
+                gate: &gate,
+            },
+        )?,
+        Command::Apply {
+            file,
+            dry_run,
+            gate,
+        } => commands::apply::apply(
+            &ctx,
+            commands::apply::ApplyArgs {
+                file: file.as_deref(),
                 dry_run,
                 gate: &gate,
             },
