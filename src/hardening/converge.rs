@@ -158,11 +158,18 @@ pub fn plan(h: &Hardening, t: &Target) -> Result<Planned> {
         }
     }
     let (report, applied) = audit(h, &t.manifests_dir, &t.kubernetes_dir)?;
-    // After the policy, every FAIL left is enforced and not waived.
+    // After the policy, every FAIL left is enforced and not waived; manual checks opted in
+    // keep kube-bench's WARN but are fixed too.
+    let today = policy::today();
     let ids: Vec<String> = report
         .results
         .iter()
-        .filter(|r| r.status == Status::Fail)
+        .filter(|r| {
+            r.status == Status::Fail
+                || (r.status == Status::Warn
+                    && h.opt_in.iter().any(|o| o == r.check.id)
+                    && policy::active_waiver(h, r.check.id, &today).is_none())
+        })
         .map(|r| r.check.id.to_string())
         .collect();
     let mut plan = remediate::plan(&report, &ids, false)?;

@@ -3,8 +3,10 @@
 //! `apply`), and capturing what kubeharden already applied (`capture`, `hardening init`).
 
 pub mod converge;
+pub mod external;
 pub mod file;
 pub mod policy;
+pub mod template;
 
 pub use file::{Hardening, Waiver};
 
