@@ -127,8 +127,8 @@ pub fn delta(component: Component, stock: &[u8], desired: &[u8]) -> Delta {
     for (n, v) in &set {
         merged.insert(n.clone(), v.clone());
     }
+    // Sorted by flag name (kubeadmutil.ArgumentsToCommand sorts the names).
     let mut rendered: Vec<String> = merged.iter().map(|(n, v)| item(n, v)).collect();
-    rendered.sort();
     if !program.is_empty() {
         rendered.insert(0, program);
     }
@@ -175,8 +175,12 @@ mod tests {
         assert!(d
             .rendered
             .contains(&"--enable-bootstrap-token-auth=true".to_string()));
-        let mut sorted = d.rendered[1..].to_vec();
+        let names: Vec<&str> = d.rendered[1..]
+            .iter()
+            .map(|a| a.trim_start_matches("--").split('=').next().unwrap())
+            .collect();
+        let mut sorted = names.clone();
         sorted.sort();
-        assert_eq!(sorted, d.rendered[1..]);
+        assert_eq!(sorted, names);
     }
 }
