@@ -46,12 +46,17 @@ pub fn run(cli: Cli) -> Result<i32> {
             benchmark,
             checks,
             format: form,
-        } => commands::audit::audit(&ctx, benchmark.as_deref(), &checks, form)?,
+            file,
+        } => {
+            let h = crate::hardening::for_reading(file.as_deref())?;
+            commands::audit::audit_with(&ctx, benchmark.as_deref(), &checks, form, h.as_ref())?
+        }
         Command::Remediate {
             checks,
             all,
             benchmark,
             dry_run,
+            file,
             gate,
         } => commands::remediate::remediate(
             &ctx,
@@ -61,6 +66,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 benchmark: benchmark.as_deref(),
                 dry_run,
                 gate: &gate,
+                hardening: crate::hardening::for_reading(file.as_deref())?,
             },
         )?,
         Command::Snapshot { manifests } => maintenance::snapshot(&ctx, &manifests)?,
@@ -129,6 +135,51 @@ pub fn run(cli: Cli) -> Result<i32> {
                 gate: &gate,
             },
         )?,
+        Command::Apply {
+            file,
+            dry_run,
+            gate,
+        } => commands::apply::apply(
+            &ctx,
+            commands::apply::ApplyArgs {
+                file: file.as_deref(),
+                dry_run,
+                gate: &gate,
+            },
+        )?,
+        Command::Kubeadm {
+            kubeadm,
+            file,
+            gate,
+            args,
+        } => commands::kubeadm::kubeadm(
+            &ctx,
+            commands::kubeadm::KubeadmArgs {
+                kubeadm: kubeadm.as_deref(),
+                file: file.as_deref(),
+                args: &args,
+                gate: &gate,
+            },
+        )?,
+        Command::Hardening {
+            command:
+                args::HardeningCommand::Init {
+                    file,
+                    from_history,
+                    force,
+                },
+        } => commands::hardening::init(&ctx, file.as_deref(), from_history, force)?,
+        Command::Export { file, command } => match command {
+            args::ExportCommand::Kubeadm { api, from } => {
+                commands::export::kubeadm(&ctx, file.as_deref(), api.as_deref(), from.as_deref())?
+            }
+            args::ExportCommand::Patches { dir } => {
+                commands::export::patches(&ctx, file.as_deref(), &dir)?
+            }
+            args::ExportCommand::ClusterApi { encryption_secret } => {
+                commands::export::cluster_api(&ctx, file.as_deref(), &encryption_secret)?
+            }
+        },
     };
     crate::signals::set_phase(crate::signals::Phase::Recording);
     let code = outcome.code;

@@ -206,13 +206,13 @@ impl GateWithJson for crate::gate::HealthGate {
 /// Apply a plan: its batches in order, then its file fixes. Never returns early with an error:
 /// an error stops the run and is recorded in the outcome with what committed before it and
 /// what did not start after it (see [`Outcome::exit_code`]).
-pub fn run(engine: &mut Engine, env: &Env, plan: &Plan) -> Outcome {
+pub fn run(engine: &mut Engine, env: &Env, opts: &BatchOptions, plan: &Plan) -> Outcome {
     let mut out = Outcome::default();
     let mut batches = plan.batches.iter();
     let mut stopped = false;
     for (component, path, items) in batches.by_ref() {
         let first = engine.next_txn_id().ok();
-        if let Err(e) = apply_batch(engine, env, *component, path, items, &mut out) {
+        if let Err(e) = apply_batch_with(engine, env, opts, *component, path, items, &mut out) {
             let txn = begun_by_failed_step(engine, first, &out);
             let ids = items.iter().map(|i| i.id).collect();
             out.stop(&path.to_string_lossy(), ids, txn, e);
@@ -268,18 +268,47 @@ pub fn apply_batch(
     items: &[Item],
     out: &mut Outcome,
 ) -> Result<()> {
+    let opts = BatchOptions::default();
+    apply_batch_with(engine, env, &opts, component, manifest, items, out)
+}
+
+/// What `apply` (the hardening file) adds to a batch: operator-provided files instead of
+/// generated ones, and a reason prefix naming the file.
+#[derive(Default)]
+pub struct BatchOptions {
+    pub provided: Vec<(crate::cis::rules::NeededFile, PathBuf)>,
+    pub reason_prefix: String,
+}
+
+/// [`apply_batch`] with [`BatchOptions`].
+pub fn apply_batch_with(
+    engine: &mut Engine,
+    env: &Env,
+    opts: &BatchOptions,
+    component: Component,
+    manifest: &Path,
+    items: &[Item],
+    out: &mut Outcome,
+) -> Result<()> {
     if items.is_empty() || out.critical.is_some() {
         return Ok(());
     }
     let ids: Vec<&'static str> = items.iter().map(|i| i.id).collect();
     let observed = engine.observe(manifest)?;
     let exists = |p: &Path| p.exists();
-    let built = build::build(
+    let provided = |k| {
+        opts.provided
+            .iter()
+            .find(|(pk, _)| *pk == k)
+            .map(|(_, p)| p.clone())
+    };
+    let built = build::build_with(
         &observed.bytes,
         component,
         &fixes_of(items),
         env.kubernetes_dir,
         &exists,
+        &provided,
     )
     .map_err(|e| {
         Error::usage(format!(
@@ -314,7 +343,7 @@ pub fn apply_batch(
     }
     // A signal during the health probe before the change: stop before writing anything.
     crate::signals::checkpoint()?;
-    let reason = format!("CIS {}", ids.join(" "));
+    let reason = format!("{}CIS {}", opts.reason_prefix, ids.join(" "));
     let report = engine.transact(
         TxnKind::Remediate,
         &reason,
@@ -353,8 +382,8 @@ pub fn apply_batch(
         }
         TxnStatus::RolledBack => {
             let (a, b) = items.split_at(items.len() / 2);
-            apply_batch(engine, env, component, manifest, a, out)?;
-            apply_batch(engine, env, component, manifest, b, out)?;
+            apply_batch_with(engine, env, opts, component, manifest, a, out)?;
+            apply_batch_with(engine, env, opts, component, manifest, b, out)?;
         }
     }
     Ok(())
