@@ -57,8 +57,8 @@ impl Error {
             Error::Critical(_) => 4,
             Error::LockBusy(_) => 5,
             Error::Integrity(_) => 6,
-            Error::Interrupted { signal, .. } => 128 + signal,
             Error::Io { .. } | Error::IoChanged { .. } => EXIT_IO,
+            Error::Interrupted { signal, .. } => 128 + signal,
         }
     }
 
