@@ -151,6 +151,15 @@ impl Catalog {
         Ok(c)
     }
 
+    /// Refuse every later write (SQLite's `query_only`), as a catalog on a read-only or
+    /// failing disk would: for tests of the catalog being off the durable path.
+    #[doc(hidden)]
+    pub fn refuse_writes(&self) -> Result<()> {
+        self.conn
+            .pragma_update(None, "query_only", "ON")
+            .map_err(db_err)
+    }
+
     /// The file this catalog lives in (`None` in memory).
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()

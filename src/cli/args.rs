@@ -13,8 +13,10 @@ every version a manifest ever had is kept (history, show, diff, restore), a cras
 mid-change is recovered at the next start, and nothing is overwritten before its exact bytes are \
 stored.\n\nExit codes: 0 done, 1 audit found a failing check, 2 usage error or bad input (nothing \
 changed), 3 change rolled back or recovery conflict, 4 CRITICAL rollback failed, 5 state lock busy, \
-6 integrity error in the store, 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM (the change \
-was rolled back, or after a second signal left to 'kubeharden recover').",
+6 integrity error in the store, 7 I/O error from the operating system (the message names the file \
+and the errno and says what is on disk now; see docs/errors.md), 129/130/143 interrupted by \
+SIGHUP/SIGINT/SIGTERM (the change was rolled back, or after a second signal left to 'kubeharden \
+recover').",
     arg_required_else_help = true
 )]
 pub struct Cli {
