@@ -251,6 +251,28 @@ pub enum Command {
         #[command(flatten)]
         gate: GateArgs,
     },
+    /// Transactions: id, time, kind, reason, files, status and what the gate decided.
+    Log {
+        /// Only the transactions that touched this file.
+        manifest: Option<String>,
+        /// One transaction in full: each file's mode/owner change and diff, the gate's result.
+        #[arg(long, value_name = "N")]
+        txn: Option<String>,
+    },
+    /// Drop old versions' contents from the store (journaled): keep per file the last N
+    /// versions and/or those of the last D days; never the latest, a baseline, or what an
+    /// incomplete transaction needs.
+    Prune {
+        /// Versions to keep per file (the latest is always kept).
+        #[arg(long, value_name = "N")]
+        keep: Option<u64>,
+        /// Keep every version that was on disk during the last D days.
+        #[arg(long, value_name = "D")]
+        keep_days: Option<u64>,
+        /// Print what would be dropped; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Incomplete transactions, drift, last transaction, store size.
     Status {
         /// Exit 1 when a transaction is incomplete or a file drifted (changed, missing or

@@ -1,6 +1,8 @@
 pub mod audit;
 pub mod gated;
+pub mod log;
 pub mod maintenance;
+pub mod prune;
 pub mod remediate;
 pub mod restore;
 pub mod set;
