@@ -125,8 +125,13 @@ fn item1_sigint_during_gate_rolls_back() {
     std::thread::sleep(Duration::from_secs(2));
     let mut r = r;
     assert!(r.running(), "the gate ended before the signal");
+    let t = std::time::Instant::now();
     r.signal(SIGINT);
     let run = r.finish(Duration::from_secs(180));
+    eprintln!(
+        "measured: SIGINT to exit (rollback written and confirmed) {:?}",
+        t.elapsed()
+    );
     assert_eq!(run.code, Some(130), "{}", run.dump());
     let t = run.txn();
     assert_eq!(t["status"], "rolled_back", "{}", run.dump());
