@@ -38,7 +38,14 @@ pub fn run(cli: Cli) -> Result<i32> {
             benchmark,
             checks,
             format: form,
-        } => commands::audit::audit(&ctx, benchmark.as_deref(), &checks, form)?,
+            textfile,
+        } => commands::audit::audit(
+            &ctx,
+            benchmark.as_deref(),
+            &checks,
+            form,
+            textfile.as_deref(),
+        )?,
         Command::Remediate {
             checks,
             all,
@@ -84,7 +91,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
         )?,
         Command::Recover { policy: p, gate } => maintenance::recover(&ctx, policy(p), &gate)?,
-        Command::Status => maintenance::status(&ctx)?,
+        Command::Status { format, textfile } => {
+            maintenance::status_as(&ctx, format, textfile.as_deref())?
+        }
         Command::Verify { repair } => maintenance::verify(&ctx, repair)?,
         Command::Set {
             manifest,

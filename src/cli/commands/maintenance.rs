@@ -1,7 +1,10 @@
 //! snapshot, recover, status, verify: recording, resolving and checking the state.
 
 use crate::catalog::Catalog;
-use crate::cli::context::{stop_on_conflict, Ctx};
+use crate::cis::prometheus::{self, StateMetrics};
+use crate::cis::AuditOptions;
+use crate::cli::args::{OutputFormat, StatusFormat};
+use crate::cli::context::{absolute, stop_on_conflict, Ctx};
 use crate::cli::output::Outcome;
 use crate::cli::time::fmt_time;
 use crate::engine::observe::read_file;
@@ -14,7 +17,7 @@ use crate::journal::record::{hash_hex, Hash};
 use crate::journal::wal;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn is_manifest_name(name: &str) -> bool {
     !name.starts_with('.') && [".yaml", ".yml", ".json"].iter().any(|s| name.ends_with(s))
@@ -179,6 +182,61 @@ pub fn status(ctx: &Ctx) -> Result<Outcome> {
     }
     let json = json!({"incomplete": incomplete, "drift": drift, "last_txn": last_txn, "store_bytes": store_bytes, "versions": versions});
     Ok(Outcome::new(json, text))
+}
+
+/// `status [--format text|json|prometheus] [--textfile DIR]`.
+pub fn status_as(
+    ctx: &Ctx,
+    format: Option<StatusFormat>,
+    textfile: Option<&Path>,
+) -> Result<Outcome> {
+    let global_json = ctx.global.output == OutputFormat::Json;
+    match (format, textfile) {
+        (None | Some(StatusFormat::Prometheus), Some(dir)) => {
+            super::audit::write_textfile(dir, &node_metrics(ctx)?)
+        }
+        (Some(f), Some(_)) => Err(Error::usage(format!(
+            "--textfile writes Prometheus metrics; it does not go with --format {}",
+            if f == StatusFormat::Json {
+                "json"
+            } else {
+                "text"
+            }
+        ))),
+        (Some(StatusFormat::Prometheus), None) if global_json => Err(Error::usage(
+            "-o json and --format prometheus disagree; give one of them",
+        )),
+        (Some(StatusFormat::Prometheus), None) => Ok(Outcome::new(Value::Null, node_metrics(ctx)?)),
+        (Some(StatusFormat::Json), None) => {
+            let o = status(ctx)?;
+            let text = format!(
+                "{}\n",
+                serde_json::to_string_pretty(&o.json).unwrap_or_default()
+            );
+            Ok(Outcome::new(o.json, text))
+        }
+        (Some(StatusFormat::Text) | None, None) => status(ctx),
+    }
+}
+
+/// The Prometheus families of `status` (drift, incomplete transactions, last transaction,
+/// expired waivers), from the status document.
+pub fn state_metrics(ctx: &Ctx) -> Result<StateMetrics> {
+    Ok(StateMetrics::from_status_json(&status(ctx)?.json))
+}
+
+/// Every family: the audit's checks (default benchmark, all checks) and the state's.
+fn node_metrics(ctx: &Ctx) -> Result<String> {
+    let opts = AuditOptions::new(
+        absolute(&ctx.global.manifests_dir)?,
+        absolute(&ctx.global.kubernetes_dir)?,
+    );
+    let rep = crate::cis::run(&opts);
+    let state = state_metrics(ctx)?;
+    Ok(prometheus::render(
+        rep.as_ref().map_err(String::as_str),
+        &state,
+    ))
 }
 
 pub fn verify(ctx: &Ctx, repair: bool) -> Result<Outcome> {
