@@ -34,6 +34,8 @@
 //!                     connection can be made to the first --etcd-servers URL
 //! ignore-sigterm      SIGTERM is ignored (the kubelet has to SIGKILL)
 //! exit-code N         exit N right after flag validation
+//! reject-flag NAME    exit 1 ("invalid argument") when --NAME is on the command line: a
+//!                     node whose component refuses one remediation (tests/fleet.rs)
 //! ```
 //! (`#` starts a comment).
 
@@ -829,6 +831,7 @@ struct Behavior {
     require_etcd: bool,
     ignore_sigterm: bool,
     exit_code: Option<i32>,
+    reject_flags: Vec<String>,
 }
 
 fn read_behavior(component: Component) -> Behavior {
@@ -855,6 +858,7 @@ fn read_behavior(component: Component) -> Behavior {
             "require-etcd" => b.require_etcd = true,
             "ignore-sigterm" => b.ignore_sigterm = true,
             "exit-code" => b.exit_code = arg.and_then(|a| a.parse().ok()),
+            "reject-flag" => b.reject_flags.extend(arg.map(str::to_string)),
             other => log(&format!("behavior: ignoring unknown line {other:?}")),
         }
     }
@@ -1125,6 +1129,14 @@ fn main() {
     if let Some(code) = behavior.exit_code {
         log(&format!("behavior: exit-code {code}"));
         std::process::exit(code);
+    }
+    for name in &behavior.reject_flags {
+        if let Some(v) = last(&flags, name) {
+            fail(
+                1,
+                &format!("invalid argument {v:?} for \"--{name}\" flag: rejected on this node"),
+            );
+        }
     }
     if behavior.ignore_sigterm {
         // SAFETY: installing SIG_IGN runs no code in the handler.
