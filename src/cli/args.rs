@@ -158,6 +158,9 @@ pub enum Command {
         /// Write Prometheus metrics to DIR/kubeharden.prom atomically (node_exporter textfile).
         #[arg(long, value_name = "DIR")]
         textfile: Option<PathBuf>,
+        /// Hardening file whose waivers and selection apply (default: /etc/kubeharden/hardening.yaml if it exists).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// Apply the fixes of failing CIS checks: one health-gated transaction per component.
     Remediate {
@@ -178,6 +181,9 @@ pub enum Command {
         /// Print the plan with diffs; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Hardening file whose waivers and selection apply (default: /etc/kubeharden/hardening.yaml if it exists).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         gate: GateArgs,
     },
@@ -248,5 +254,16 @@ pub enum Command {
         /// Rebuild the catalog from the journal and objects.
         #[arg(long)]
         repair: bool,
+    },
+    /// Converge the node to the hardening file: enforced checks, waivers, extra flags.
+    Apply {
+        /// The hardening file (default /etc/kubeharden/hardening.yaml; built-in defaults if absent).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Print the plan with diffs; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        gate: GateArgs,
     },
 }

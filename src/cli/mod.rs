@@ -39,18 +39,24 @@ pub fn run(cli: Cli) -> Result<i32> {
             checks,
             format: form,
             textfile,
-        } => commands::audit::audit(
-            &ctx,
-            benchmark.as_deref(),
-            &checks,
-            form,
-            textfile.as_deref(),
-        )?,
+            file,
+        } => {
+            let h = crate::hardening::for_reading(file.as_deref())?;
+            commands::audit::audit(
+                &ctx,
+                benchmark.as_deref(),
+                &checks,
+                form,
+                textfile.as_deref(),
+                h.as_ref(),
+            )?
+        }
         Command::Remediate {
             checks,
             all,
             benchmark,
             dry_run,
+            file,
             gate,
         } => commands::remediate::remediate(
             &ctx,
@@ -60,6 +66,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 benchmark: benchmark.as_deref(),
                 dry_run,
                 gate: &gate,
+                hardening: crate::hardening::for_reading(file.as_deref())?,
             },
         )?,
         Command::Snapshot { manifests } => maintenance::snapshot(&ctx, &manifests)?,
@@ -111,6 +118,18 @@ pub fn run(cli: Cli) -> Result<i32> {
                 unset: &unset,
                 container: container.as_deref(),
                 reason: &reason,
+                dry_run,
+                gate: &gate,
+            },
+        )?,
+        Command::Apply {
+            file,
+            dry_run,
+            gate,
+        } => commands::apply::apply(
+            &ctx,
+            commands::apply::ApplyArgs {
+                file: file.as_deref(),
                 dry_run,
                 gate: &gate,
             },

@@ -199,18 +199,47 @@ pub fn apply_batch(
     items: &[Item],
     out: &mut Outcome,
 ) -> Result<()> {
+    let opts = BatchOptions::default();
+    apply_batch_with(engine, env, &opts, component, manifest, items, out)
+}
+
+/// What `apply` (the hardening file) adds to a batch: operator-provided files instead of
+/// generated ones, and a reason prefix naming the file.
+#[derive(Default)]
+pub struct BatchOptions {
+    pub provided: Vec<(crate::cis::rules::NeededFile, PathBuf)>,
+    pub reason_prefix: String,
+}
+
+/// [`apply_batch`] with [`BatchOptions`].
+pub fn apply_batch_with(
+    engine: &mut Engine,
+    env: &Env,
+    opts: &BatchOptions,
+    component: Component,
+    manifest: &Path,
+    items: &[Item],
+    out: &mut Outcome,
+) -> Result<()> {
     if items.is_empty() || out.critical.is_some() {
         return Ok(());
     }
     let ids: Vec<&'static str> = items.iter().map(|i| i.id).collect();
     let observed = engine.observe(manifest)?;
     let exists = |p: &Path| p.exists();
-    let built = build::build(
+    let provided = |k| {
+        opts.provided
+            .iter()
+            .find(|(pk, _)| *pk == k)
+            .map(|(_, p)| p.clone())
+    };
+    let built = build::build_with(
         &observed.bytes,
         component,
         &fixes_of(items),
         env.kubernetes_dir,
         &exists,
+        &provided,
     )
     .map_err(|e| {
         Error::usage(format!(
@@ -243,7 +272,7 @@ pub fn apply_batch(
         g.preflight(&changes[0].observed.bytes)
             .map_err(Error::usage)?;
     }
-    let reason = format!("CIS {}", ids.join(" "));
+    let reason = format!("{}CIS {}", opts.reason_prefix, ids.join(" "));
     let report = engine.transact(
         TxnKind::Remediate,
         &reason,
@@ -276,8 +305,8 @@ pub fn apply_batch(
         TxnStatus::RolledBack if items.len() == 1 => out.rolled_back.push((ids[0], why)),
         TxnStatus::RolledBack => {
             let (a, b) = items.split_at(items.len() / 2);
-            apply_batch(engine, env, component, manifest, a, out)?;
-            apply_batch(engine, env, component, manifest, b, out)?;
+            apply_batch_with(engine, env, opts, component, manifest, a, out)?;
+            apply_batch_with(engine, env, opts, component, manifest, b, out)?;
         }
     }
     Ok(())

@@ -61,12 +61,15 @@ fn choose(ctx: &Ctx, format: Option<AuditFormat>, textfile: bool) -> Result<Audi
     }
 }
 
+/// `audit`, under a hardening file when there is one: its benchmark (unless --benchmark),
+/// waivers and selection.
 pub fn audit(
     ctx: &Ctx,
     benchmark: Option<&str>,
     checks: &[String],
     format: Option<AuditFormat>,
     textfile: Option<&Path>,
+    hardening: Option<&crate::hardening::Hardening>,
 ) -> Result<Outcome> {
     let format = choose(ctx, format, textfile.is_some())?;
     let manifests_dir = absolute(&ctx.global.manifests_dir)?;
@@ -80,11 +83,18 @@ pub fn audit(
         .map(|c| c.trim().to_string())
         .filter(|c| !c.is_empty())
         .collect();
-    let rep = cis::run(&opts).map_err(Error::usage)?;
+    if opts.benchmark.is_none() {
+        opts.benchmark = hardening.and_then(|h| h.benchmark);
+    }
+    let mut rep = cis::run(&opts).map_err(Error::usage)?;
+    let applied = crate::hardening::honour(&mut rep, hardening);
     let code = i32::from(rep.has_fail());
+    let mut json = report::json(&rep);
+    if let Some(a) = &applied {
+        json["hardening"] = a.json();
+    }
     let outcome = match format {
         AuditFormat::Json => {
-            let json = report::json(&rep);
             let text = format!(
                 "{}\n",
                 serde_json::to_string_pretty(&json).unwrap_or_default()
@@ -98,17 +108,22 @@ pub fn audit(
             Outcome::new(serde_json::to_value(&doc).unwrap_or_default(), text)
         }
         AuditFormat::Prometheus => {
-            let state = super::maintenance::state_metrics(ctx)?;
+            let mut state = super::maintenance::state_metrics(ctx)?;
+            state.waivers_expired = applied.as_ref().map_or(0, |a| a.expired().count());
             let text = prometheus::render(Ok(&rep), &state);
             match textfile {
                 Some(dir) => write_textfile(dir, &text)?,
                 None => Outcome::new(serde_json::Value::Null, text),
             }
         }
-        AuditFormat::Junit => Outcome::new(report::json(&rep), report::junit(&rep)),
+        AuditFormat::Junit => Outcome::new(json, report::junit(&rep)),
         AuditFormat::Text => {
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            Outcome::new(report::json(&rep), report::text(&rep, colour))
+            let mut t = report::text(&rep, colour);
+            if let Some(a) = &applied {
+                t.push_str(&a.text());
+            }
+            Outcome::new(json, t)
         }
     };
     Ok(outcome.with_code(code))

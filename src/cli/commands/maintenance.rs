@@ -227,12 +227,24 @@ pub fn state_metrics(ctx: &Ctx) -> Result<StateMetrics> {
 
 /// Every family: the audit's checks (default benchmark, all checks) and the state's.
 fn node_metrics(ctx: &Ctx) -> Result<String> {
-    let opts = AuditOptions::new(
+    let mut opts = AuditOptions::new(
         absolute(&ctx.global.manifests_dir)?,
         absolute(&ctx.global.kubernetes_dir)?,
     );
-    let rep = crate::cis::run(&opts);
-    let state = state_metrics(ctx)?;
+    let mut state = state_metrics(ctx)?;
+    // As `audit` reads it: under the default hardening file, when there is one. A broken file
+    // does not hide the state families: the audit part says why it is missing.
+    let rep = match crate::hardening::for_reading(None) {
+        Ok(h) => {
+            opts.benchmark = h.as_ref().and_then(|h| h.benchmark);
+            crate::cis::run(&opts).map(|mut rep| {
+                let applied = crate::hardening::honour(&mut rep, h.as_ref());
+                state.waivers_expired = applied.as_ref().map_or(0, |a| a.expired().count());
+                rep
+            })
+        }
+        Err(e) => Err(e.to_string()),
+    };
     Ok(prometheus::render(
         rep.as_ref().map_err(String::as_str),
         &state,

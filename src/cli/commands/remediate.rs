@@ -17,15 +17,32 @@ pub struct RemediateArgs<'a> {
     pub benchmark: Option<&'a str>,
     pub dry_run: bool,
     pub gate: &'a GateArgs,
+    /// The hardening file: its waivers and selection decide what `--all` fixes.
+    pub hardening: Option<crate::hardening::Hardening>,
 }
 
-fn audit(ctx: &Ctx, benchmark: Option<&str>) -> Result<cis::AuditReport> {
+fn audit(
+    ctx: &Ctx,
+    benchmark: Option<&str>,
+    h: Option<&crate::hardening::Hardening>,
+) -> Result<cis::AuditReport> {
     let mut opts = AuditOptions::new(ctx.manifests_dir()?, absolute(&ctx.global.kubernetes_dir)?);
     opts.benchmark = benchmark
         .map(BenchmarkId::parse)
         .transpose()
-        .map_err(Error::usage)?;
-    cis::run(&opts).map_err(Error::usage)
+        .map_err(Error::usage)?
+        .or(h.and_then(|h| h.benchmark));
+    let mut r = cis::run(&opts).map_err(Error::usage)?;
+    crate::hardening::honour(&mut r, h);
+    Ok(r)
+}
+
+/// Under a hardening file, `--all` means its enforced, unwaived failing checks.
+fn selection(a: &RemediateArgs, report: &cis::AuditReport) -> (Vec<String>, bool) {
+    match &a.hardening {
+        Some(_) if a.all => (crate::hardening::failing_enforced(report), false),
+        _ => (a.checks.to_vec(), a.all),
+    }
 }
 
 fn plan_json(plan: &Plan) -> serde_json::Value {
@@ -100,8 +117,9 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
         return Err(Error::usage("give either --all or --check ID (repeatable)"));
     }
     if a.dry_run {
-        let before = audit(ctx, a.benchmark)?;
-        let plan = remediate::plan(&before, a.checks, a.all)?;
+        let before = audit(ctx, a.benchmark, a.hardening.as_ref())?;
+        let (checks, all) = selection(&a, &before);
+        let plan = remediate::plan(&before, &checks, all)?;
         for w in &plan.warnings {
             eprintln!("kubeharden: warning: {w}");
         }
@@ -110,12 +128,15 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
     // Bad gate options and unknown check ids are refused before anything is touched (even
     // recovery): exit 2 means nothing changed.
     gated::build(a.gate, None)?;
-    remediate::plan(&audit(ctx, a.benchmark)?, a.checks, a.all)?;
+    let early = audit(ctx, a.benchmark, a.hardening.as_ref())?;
+    let (checks, all) = selection(&a, &early);
+    remediate::plan(&early, &checks, all)?;
     // Recover first: the plan must see the manifests as recovery leaves them.
     let mut locked = ctx.open_mutating()?;
     stop_on_conflict(&locked.report)?;
-    let before = audit(ctx, a.benchmark)?;
-    let plan = remediate::plan(&before, a.checks, a.all)?;
+    let before = audit(ctx, a.benchmark, a.hardening.as_ref())?;
+    let (checks, all) = selection(&a, &before);
+    let plan = remediate::plan(&before, &checks, all)?;
     for w in &plan.warnings {
         eprintln!("kubeharden: warning: {w}");
     }
@@ -140,7 +161,7 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
     out.applied.sort_unstable();
     out.applied.dedup();
 
-    let after = audit(ctx, Some(before.benchmark.name())).ok();
+    let after = audit(ctx, Some(before.benchmark.name()), a.hardening.as_ref()).ok();
     let still_failing: Vec<&str> = after
         .as_ref()
         .map(|r| {
