@@ -697,6 +697,43 @@ fn ansible_rollout_stops_at_the_node_that_rolls_back_and_leaves_the_rest_untouch
         .map(|r| r["check"].as_str().unwrap())
         .collect();
     assert_eq!(rolled, ["1.2.15"], "{apply}");
+    let api_result = apply["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["component"] == "kube-apiserver")
+        .unwrap_or_else(|| panic!("{apply}"));
+    assert_eq!(api_result["status"], "partial", "bisected: {api_result}");
+    let steps: Vec<(String, usize)> = apply["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["path"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("kube-apiserver.yaml")
+        })
+        .map(|t| {
+            (
+                t["status"].as_str().unwrap().to_string(),
+                t["checks"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert!(
+        steps.len() >= 3
+            && steps[0].0 == "rolled_back"
+            && steps.iter().any(|(s, _)| s == "committed")
+            && steps
+                .last()
+                .is_some_and(|(s, _)| s == "committed" || s == "rolled_back"),
+        "whole batch rolled back, then halves: {steps:?}"
+    );
+    for l in run.out.lines().filter(|l| l.contains("ROLLED BACK")) {
+        eprintln!("ansible: {}", l.trim());
+    }
+    eprintln!("node2 kube-apiserver transactions (status, checks): {steps:?}");
     let api = n2.manifest("kube-apiserver.yaml");
     assert!(!api.contains("--profiling=false"), "{api}");
     assert!(
