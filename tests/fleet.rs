@@ -357,11 +357,17 @@ impl Fleet {
         .unwrap();
     }
 
+    /// The file a running play writes its output to (read by tests while it runs).
+    fn play_log(&self) -> PathBuf {
+        self.work.path().join("play.log")
+    }
+
     fn play(&self, playbook: &str, extra: &[&str]) -> Play {
         let tmp = self.work.path().join("ansible-tmp");
         std::fs::create_dir_all(&tmp).unwrap();
+        let log = std::fs::File::create(self.play_log()).unwrap();
         let t0 = Instant::now();
-        let out = Command::new(&self.playbook)
+        let status = Command::new(&self.playbook)
             .current_dir(deploy_dir())
             .env("ANSIBLE_CONFIG", deploy_dir().join("ansible.cfg"))
             .env("ANSIBLE_HOME", self.work.path().join("ansible-home"))
@@ -377,18 +383,14 @@ impl Fleet {
             .arg(playbook)
             .args(extra)
             .stdin(Stdio::null())
-            .output()
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .status()
             .expect("run ansible-playbook");
-        let wall = t0.elapsed();
-        let out_text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
         Play {
-            code: out.status.code().unwrap_or(-1),
-            out: out_text,
-            wall,
+            code: status.code().unwrap_or(-1),
+            out: std::fs::read_to_string(self.play_log()).unwrap_or_default(),
+            wall: t0.elapsed(),
         }
     }
 
@@ -649,6 +651,52 @@ fn ansible_hardens_the_control_plane_one_node_at_a_time_and_is_idempotent() {
     }
     eprintln!("second run: {:?}", again.wall);
 
+    // Exit 5 (state lock busy) is retried a bounded number of times, then fails saying so.
+    let n1 = &fleet.nodes[0];
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(n1.state_dir().join("lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    fleet.write_inventory(json!({
+        "kubeharden_lock_timeout": 0, "kubeharden_lock_retries": 2, "kubeharden_lock_delay": 1,
+    }));
+    let busy = fleet.play("harden-control-plane.yml", &["--limit", "node1"]);
+    assert_ne!(busy.code, 0, "{}", busy.out);
+    assert_eq!(busy.recap()["node1"].failed, 1, "{}", busy.out);
+    assert!(
+        busy.out.contains("state lock stayed busy (3 attempts"),
+        "{}",
+        busy.out
+    );
+    assert_eq!(
+        busy.out.matches("FAILED - RETRYING").count(),
+        2,
+        "{}",
+        busy.out
+    );
+    // Released while the role retries: the run goes through.
+    fleet.write_inventory(json!({
+        "kubeharden_lock_timeout": 0, "kubeharden_lock_retries": 30, "kubeharden_lock_delay": 1,
+    }));
+    let play_log = fleet.play_log();
+    std::fs::remove_file(&play_log).unwrap(); // the busy run's log says RETRYING too
+    let release = std::thread::spawn(move || {
+        // Once the role has seen exit 5 and is waiting to retry.
+        let seen = gate_support::wait_until(Duration::from_secs(120), || {
+            std::fs::read_to_string(&play_log).is_ok_and(|t| t.contains("FAILED - RETRYING"))
+        });
+        drop(lock);
+        seen
+    });
+    let retried = fleet.play("harden-control-plane.yml", &["--limit", "node1"]);
+    assert!(release.join().unwrap(), "no retry seen:\n{}", retried.out);
+    assert_eq!(retried.code, 0, "{}", retried.out);
+    assert!(retried.out.contains("FAILED - RETRYING"), "{}", retried.out);
+    assert_eq!(retried.recap()["node1"].changed, 0, "{}", retried.out);
+    fleet.write_inventory(json!({}));
+
     // Hardened nodes: the fleet's reports again.
     check_audit_fleet(&fleet);
 }
@@ -763,4 +811,26 @@ fn ansible_rollout_stops_at_the_node_that_rolls_back_and_leaves_the_rest_untouch
     assert!(n3.events().is_empty(), "node3 restarted: {:?}", n3.events());
     assert!(!n3.state_dir().exists() && !n3.config().exists() && !n3.bin().exists());
     eprintln!("rollout stopped at node2 after {:?}", run.wall);
+
+    // CRITICAL: from now on node3's kube-apiserver exits at every start, the new command
+    // line's and the restored one's, so the rollback does not come back healthy (exit 4).
+    n3.sim.set_behavior("kube-apiserver", "exit-code 1\n");
+    let crit = fleet.play("harden-control-plane.yml", &["--limit", "node3"]);
+    assert_ne!(crit.code, 0, "{}", crit.out);
+    assert_eq!(crit.recap()["node3"].failed, 1, "{}", crit.out);
+    let line = crit
+        .out
+        .lines()
+        .find(|l| l.contains("CRITICAL on node3"))
+        .unwrap_or_else(|| panic!("{}", crit.out));
+    assert!(line.contains("restore it by hand"), "{line}");
+    let apply = fleet.report("node3-apply.json");
+    let api = apply["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["component"] == "kube-apiserver")
+        .unwrap_or_else(|| panic!("{apply}"));
+    assert_eq!(api["status"], "rollback_failed", "{api}");
+    eprintln!("ansible: {}", line.trim());
 }
