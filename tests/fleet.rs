@@ -554,6 +554,16 @@ fn ansible_hardens_the_control_plane_one_node_at_a_time_and_is_idempotent() {
             "{}: --check wrote the hardening file",
             n.name
         );
+        assert!(
+            !n.bin().exists(),
+            "{}: --check installed the binary",
+            n.name
+        );
+        assert!(
+            !n.state_dir().exists(),
+            "{}: --check made a state dir",
+            n.name
+        );
     }
 
     // Stock nodes: the fleet's reports.

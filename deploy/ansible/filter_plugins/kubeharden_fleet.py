@@ -6,23 +6,6 @@ from xml.sax.saxutils import escape, quoteattr
 STATUSES = ("PASS", "FAIL", "WARN", "INFO")
 
 
-def _transactions(result):
-    return [t for t in (result or {}).get("transactions", []) if isinstance(t, dict)]
-
-
-def kubeharden_diffs(result):
-    """The dry run's diffs, one per planned transaction (what `apply --dry-run` would change)."""
-    out = []
-    for t in _transactions(result):
-        what = t.get("path") or t.get("component") or "?"
-        diff = t.get("diff") or ""
-        checks = ", ".join(str(c) for c in t.get("checks", []))
-        out.append("%s (%s)\n%s" % (what, checks, diff) if checks else "%s\n%s" % (what, diff))
-    if not out:
-        return "nothing to do: the node already matches its hardening file"
-    return "\n".join(out)
-
-
 def kubeharden_apply_summary(result):
     """One line per component plus whether anything changed."""
     result = result or {}
@@ -51,6 +34,16 @@ def kubeharden_rollback_reason(result, stderr=""):
             msg += " (committed: %s)" % ", ".join(str(i) for i in ids)
         return msg
     return result.get("error") or (stderr or "").strip() or "no reason given"
+
+
+def kubeharden_critical(stderr):
+    """kubeharden's CRITICAL message (with the commands to run by hand) out of its stderr,
+    without the warnings before it; all of stderr when there is no such line."""
+    lines = (stderr or "").splitlines()
+    for i, line in enumerate(lines):
+        if "CRITICAL" in line:
+            return "\n".join(lines[i:]).strip()
+    return (stderr or "").strip() or "no message"
 
 
 def kubeharden_fleet_summary(hosts, hostvars):
@@ -108,9 +101,9 @@ def kubeharden_fleet_junit(summary):
 class FilterModule(object):
     def filters(self):
         return {
-            "kubeharden_diffs": kubeharden_diffs,
             "kubeharden_apply_summary": kubeharden_apply_summary,
             "kubeharden_rollback_reason": kubeharden_rollback_reason,
+            "kubeharden_critical": kubeharden_critical,
             "kubeharden_fleet_summary": kubeharden_fleet_summary,
             "kubeharden_fleet_junit": kubeharden_fleet_junit,
         }
