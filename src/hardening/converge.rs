@@ -165,7 +165,7 @@ pub fn plan(h: &Hardening, t: &Target) -> Result<Planned> {
         .filter(|r| r.status == Status::Fail)
         .map(|r| r.check.id.to_string())
         .collect();
-    let mut plan = remediate::plan(&report, &ids, false)?;
+    let mut plan = remediate::plan(&report, &ids, false, &t.manifests_dir)?;
     let mut extra_ids = Vec::new();
     let mut batches = Vec::new();
     for c in ORDER {
@@ -219,7 +219,7 @@ pub fn run(
         remediate::apply_batch_with(engine, &env, &opts, *component, path, items, &mut out)?;
     }
     if out.critical.is_none() {
-        remediate::apply_file_fixes(engine, &p.plan.file_items, &mut out)?;
+        remediate::apply_file_fixes(engine, &p.plan.file_items, &mut out);
     }
     out.applied.sort_unstable();
     out.applied.dedup();

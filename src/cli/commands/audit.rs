@@ -4,7 +4,7 @@
 
 use crate::cis::{self, kube_bench, prometheus, report, AuditOptions, BenchmarkId};
 use crate::cli::args::OutputFormat;
-use crate::cli::context::{absolute, Ctx};
+use crate::cli::context::{absolute, checked_manifests_dir, Ctx};
 use crate::cli::output::Outcome;
 use crate::error::{Error, IoContext, Result};
 use serde_json::json;
@@ -73,6 +73,8 @@ pub fn audit(
 ) -> Result<Outcome> {
     let format = choose(ctx, format, textfile.is_some())?;
     let manifests_dir = absolute(&ctx.global.manifests_dir)?;
+    // A missing or unreadable folder is an error, not a FAIL for every check that reads it.
+    checked_manifests_dir(&manifests_dir)?;
     let mut opts = AuditOptions::new(manifests_dir.clone(), absolute(&ctx.global.kubernetes_dir)?);
     opts.benchmark = benchmark
         .map(BenchmarkId::parse)
