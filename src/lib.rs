@@ -9,6 +9,7 @@
 //! - `gate/`     the health gate: restart check in /proc, kubelet-style probes, stability
 //! - `cis/`      the CIS benchmark rules as data and the auditor
 //! - `hardening/` the hardening file (desired state), waivers, `apply`
+//! - `export/`    the hardening as kubeadm extraArgs/patches and a Cluster API fragment
 //! - `remediate/` CIS fixes as one gated transaction per component, with bisection
 //! - `fsys/`     the file-system trait, its real implementation and the power-loss simulator
 //! - `cli/`      argument parsing and the commands
@@ -18,6 +19,7 @@ pub mod cis;
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod failpoint;
 pub mod fsys;
 pub mod gate;

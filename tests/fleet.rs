@@ -724,7 +724,7 @@ fn ansible_rollout_stops_at_the_node_that_rolls_back_and_leaves_the_rest_untouch
     // node2's kube-apiserver refuses --profiling (CIS 1.2.15) at its next start.
     fleet.nodes[1]
         .sim
-        .set_behavior("kube-apiserver", "reject-flag profiling\n");
+        .set_behavior("kube-apiserver", "refuse-flag profiling\n");
     let before: Vec<_> = fleet.nodes.iter().map(Node::files).collect();
 
     let run = fleet.play("harden-control-plane.yml", &[]);
@@ -801,7 +801,7 @@ fn ansible_rollout_stops_at_the_node_that_rolls_back_and_leaves_the_rest_untouch
     assert!(n2
         .sim
         .pod_log("kube-apiserver")
-        .contains("rejected on this node"));
+        .contains("unknown flag: --profiling"));
     let a = n2.audit();
     let status = |id: &str| {
         a["checks"]

@@ -296,4 +296,72 @@ pub enum Command {
         #[command(flatten)]
         gate: GateArgs,
     },
+    /// Run kubeadm under the state lock: snapshot, kubeadm, record what it wrote, re-apply, audit.
+    Kubeadm {
+        /// The kubeadm binary (default: kubeadm from PATH).
+        #[arg(long, value_name = "PATH")]
+        kubeadm: Option<PathBuf>,
+        /// The hardening file to re-apply (default /etc/kubeharden/hardening.yaml; defaults if absent).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        gate: GateArgs,
+        /// kubeadm's arguments, after `--` (e.g. -- upgrade apply v1.34.1 --yes).
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// The hardening file: write one with the defaults or from this node's history.
+    Hardening {
+        #[command(subcommand)]
+        command: HardeningCommand,
+    },
+    /// The hardening as kubeadm configuration: ClusterConfiguration, patches, Cluster API.
+    Export {
+        /// The hardening file (default /etc/kubeharden/hardening.yaml; defaults if absent).
+        #[arg(short = 'f', long = "file", value_name = "FILE", global = true)]
+        file: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HardeningCommand {
+    /// Write a commented hardening file (default /etc/kubeharden/hardening.yaml).
+    Init {
+        /// Where to write it; `-` prints it.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Capture what kubeharden's own committed transactions applied on this node.
+        #[arg(long)]
+        from_history: bool,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// A kubeadm ClusterConfiguration whose extraArgs/extraVolumes render the hardening.
+    Kubeadm {
+        /// v1beta3 (map extraArgs) or v1beta4 (list; kubeadm >= 1.31). Default: --from's, else v1beta4.
+        #[arg(long, value_name = "API")]
+        api: Option<String>,
+        /// Merge into this kubeadm config (e.g. the kubeadm-config ConfigMap's ClusterConfiguration).
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+    },
+    /// kubeadm patch files (--patches DIR) for what extraArgs cannot express.
+    Patches { dir: PathBuf },
+    /// A Cluster API KubeadmControlPlane spec.kubeadmConfigSpec fragment.
+    ClusterApi {
+        /// Secret (key encryption-config.yaml) holding the encryption configuration.
+        #[arg(
+            long,
+            default_value = "kubeharden-encryption-config",
+            value_name = "NAME"
+        )]
+        encryption_secret: String,
+    },
 }

@@ -144,6 +144,39 @@ pub fn run(cli: Cli) -> Result<i32> {
                 gate: &gate,
             },
         )?,
+        Command::Kubeadm {
+            kubeadm,
+            file,
+            gate,
+            args,
+        } => commands::kubeadm::kubeadm(
+            &ctx,
+            commands::kubeadm::KubeadmArgs {
+                kubeadm: kubeadm.as_deref(),
+                file: file.as_deref(),
+                args: &args,
+                gate: &gate,
+            },
+        )?,
+        Command::Hardening {
+            command:
+                args::HardeningCommand::Init {
+                    file,
+                    from_history,
+                    force,
+                },
+        } => commands::hardening::init(&ctx, file.as_deref(), from_history, force)?,
+        Command::Export { file, command } => match command {
+            args::ExportCommand::Kubeadm { api, from } => {
+                commands::export::kubeadm(&ctx, file.as_deref(), api.as_deref(), from.as_deref())?
+            }
+            args::ExportCommand::Patches { dir } => {
+                commands::export::patches(&ctx, file.as_deref(), &dir)?
+            }
+            args::ExportCommand::ClusterApi { encryption_secret } => {
+                commands::export::cluster_api(&ctx, file.as_deref(), &encryption_secret)?
+            }
+        },
     };
     crate::signals::set_phase(crate::signals::Phase::Recording);
     let code = outcome.code;

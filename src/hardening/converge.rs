@@ -7,7 +7,7 @@
 use super::file::Hardening;
 use super::policy::{self, Applied};
 use crate::cis::rules::{Component, NeededFile, Remediation};
-use crate::cis::{self, AuditOptions, AuditReport, Status};
+use crate::cis::{self, AuditOptions, AuditReport};
 use crate::engine::txn::TxnStatus;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -158,13 +158,7 @@ pub fn plan(h: &Hardening, t: &Target) -> Result<Planned> {
         }
     }
     let (report, applied) = audit(h, &t.manifests_dir, &t.kubernetes_dir)?;
-    // After the policy, every FAIL left is enforced and not waived.
-    let ids: Vec<String> = report
-        .results
-        .iter()
-        .filter(|r| r.status == Status::Fail)
-        .map(|r| r.check.id.to_string())
-        .collect();
+    let ids = super::failing_enforced(h, &report);
     let mut plan = remediate::plan(&report, &ids, false, &t.manifests_dir)?;
     let mut extra_ids = Vec::new();
     let mut batches = Vec::new();

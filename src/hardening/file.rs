@@ -335,9 +335,7 @@ pub fn resolve(explicit: Option<&Path>) -> crate::error::Result<Option<Hardening
     if let Some(p) = explicit {
         return load(p).map(Some);
     }
-    let default = std::env::var_os("KUBEHARDEN_HARDENING_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+    let default = default_path();
     if default.exists() {
         load(&default).map(Some)
     } else {
@@ -345,7 +343,22 @@ pub fn resolve(explicit: Option<&Path>) -> crate::error::Result<Option<Hardening
     }
 }
 
+/// The default path: `KUBEHARDEN_HARDENING_FILE` (tests, odd layouts), else [`DEFAULT_PATH`].
+pub fn default_path() -> PathBuf {
+    std::env::var_os("KUBEHARDEN_HARDENING_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
 impl Hardening {
+    /// Every flag name the file sets or unsets, for naming what an external change removed.
+    pub fn extra_flag_names(&self) -> Vec<String> {
+        self.extras
+            .values()
+            .flat_map(|e| e.set.keys().chain(e.unset.iter()).cloned())
+            .collect()
+    }
+
     /// The defaults: every automated check except the risky ones, no waivers, no extras.
     pub fn defaults() -> Hardening {
         Hardening {

@@ -3,8 +3,10 @@
 //! `apply`), and capturing what kubeharden already applied (`capture`, `hardening init`).
 
 pub mod converge;
+pub mod external;
 pub mod file;
 pub mod policy;
+pub mod template;
 
 pub use file::{Hardening, Waiver};
 
@@ -32,13 +34,20 @@ pub fn for_reading(explicit: Option<&Path>) -> crate::error::Result<Option<Harde
     file::resolve(explicit)
 }
 
-/// `remediate --all` under a hardening file: exactly the enforced, unwaived checks that fail
-/// (risky ones included when opted in), after [`honour`] rewrote the verdicts.
-pub fn failing_enforced(report: &AuditReport) -> Vec<String> {
+/// What the file asks to fix, after [`honour`] rewrote the verdicts: every FAIL left (enforced
+/// and not waived), plus opted-in manual checks that do not pass (kube-bench keeps them WARN).
+/// `remediate --all` under a file and `apply` both fix exactly these.
+pub fn failing_enforced(h: &Hardening, report: &AuditReport) -> Vec<String> {
+    let today = policy::today();
     report
         .results
         .iter()
-        .filter(|r| r.status == crate::cis::Status::Fail)
+        .filter(|r| {
+            r.status == crate::cis::Status::Fail
+                || (r.status == crate::cis::Status::Warn
+                    && h.opt_in.iter().any(|o| o == r.check.id)
+                    && policy::active_waiver(h, r.check.id, &today).is_none())
+        })
         .map(|r| r.check.id.to_string())
         .collect()
 }

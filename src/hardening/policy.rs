@@ -50,13 +50,16 @@ pub fn today() -> String {
 /// unless opted in, and the excluded ones.
 pub fn enforced(h: &Hardening, r: &CheckResult) -> Result<(), String> {
     let id = r.check.id;
-    if r.check.kind != CheckType::Automated {
-        return Err("manual check".into());
+    let opted = h.opt_in.iter().any(|o| o == id);
+    if r.check.kind != CheckType::Automated && !opted {
+        return Err(format!(
+            "manual check: add {id} to checks.optIn to apply its fix"
+        ));
     }
     if h.exclude.iter().any(|e| e == id) {
         return Err("excluded by checks.exclude".into());
     }
-    if r.check.dangerous.is_some() && !h.opt_in.iter().any(|o| o == id) {
+    if r.check.dangerous.is_some() && !opted {
         return Err(format!("risky: add {id} to checks.optIn to enforce it"));
     }
     Ok(())

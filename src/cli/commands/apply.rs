@@ -31,7 +31,7 @@ pub fn hardening_for_apply(explicit: Option<&Path>) -> Result<Hardening> {
             eprintln!(
                 "kubeharden: no hardening file at {}; applying the defaults (every automated \
                  check except the risky ones). 'kubeharden hardening init' writes the file",
-                file::DEFAULT_PATH
+                file::default_path().display()
             );
             Ok(Hardening::defaults())
         }
@@ -227,8 +227,12 @@ fn render(
         3
     };
     let mut text = String::new();
-    if p.nothing_to_do() {
-        text.push_str("nothing to do: the node matches the hardening file\n");
+    if !changed && out.rolled_back.is_empty() && out.critical.is_none() {
+        text.push_str(if still.is_empty() {
+            "nothing to do: the node matches the hardening file\n"
+        } else {
+            "nothing to do that kubeharden can do (see the notes)\n"
+        });
     }
     for t in &out.attempts {
         text.push_str(&format!(

@@ -153,6 +153,24 @@ pub fn status(ctx: &Ctx, exit_code: bool) -> Result<Outcome> {
             "current_hash": now.as_ref().map(|(_, s, _)| hash_hex(&s.hash)),
         }));
     }
+    // External changes (a kubeadm upgrade, a hand edit) that removed hardening items.
+    let extra = crate::hardening::file::resolve(None)
+        .ok()
+        .flatten()
+        .map(|h| h.extra_flag_names())
+        .unwrap_or_default();
+    let mut removals = Vec::new();
+    for path in &known {
+        if let Some(r) = crate::hardening::external::last_removal(
+            catalog,
+            view.unrecovered.store(),
+            &ctx.paths.root,
+            path,
+            &extra,
+        )? {
+            removals.push(r);
+        }
+    }
     let last_txn = catalog.last_txn()?.map(|t| {
         json!({"txn": t.txn, "kind": t.kind, "status": t.status, "reason": t.reason,
                "started_at": fmt_time(t.started_at), "ended_at": t.ended_at.map(fmt_time)})
@@ -181,10 +199,14 @@ pub fn status(ctx: &Ctx, exit_code: bool) -> Result<Outcome> {
             d["path"].as_str().unwrap_or("")
         ));
     }
+    for r in &removals {
+        text.push_str(&format!("{}\n", r.line()));
+    }
     if !view.fresh {
         text.push_str("(another kubeharden holds the lock: a transaction may be in progress)\n");
     }
-    let json = json!({"incomplete": incomplete, "drift": drift, "last_txn": last_txn, "store_bytes": store_bytes, "versions": versions});
+    let json = json!({"incomplete": incomplete, "drift": drift, "last_txn": last_txn, "store_bytes": store_bytes, "versions": versions,
+        "external_changes": removals.iter().map(|r| r.json()).collect::<Vec<_>>()});
     let attention = !incomplete.is_empty() || !drift.is_empty();
     Ok(Outcome::new(json, text).with_code(i32::from(exit_code && attention)))
 }

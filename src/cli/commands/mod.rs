@@ -1,6 +1,9 @@
 pub mod apply;
 pub mod audit;
+pub mod export;
 pub mod gated;
+pub mod hardening;
+pub mod kubeadm;
 pub mod maintenance;
 pub mod remediate;
 pub mod restore;

@@ -40,7 +40,7 @@ fn audit(
 /// Under a hardening file, `--all` means its enforced, unwaived failing checks.
 fn selection(a: &RemediateArgs, report: &cis::AuditReport) -> (Vec<String>, bool) {
     match &a.hardening {
-        Some(_) if a.all => (crate::hardening::failing_enforced(report), false),
+        Some(h) if a.all => (crate::hardening::failing_enforced(h, report), false),
         _ => (a.checks.to_vec(), a.all),
     }
 }
