@@ -6,7 +6,8 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     name = "kubeharden",
-    version,
+    // The crate version and, when built from a git checkout, the commit (build.rs).
+    version = env!("KUBEHARDEN_VERSION"),
     about = "Transactional, health-gated hardening of Kubernetes static pod manifests",
     long_about = "kubeharden edits the kubelet's static pod manifests as journaled transactions: \
 every version a manifest ever had is kept (history, show, diff, restore), a crash or power loss \
@@ -174,6 +175,9 @@ pub enum Command {
     Snapshot {
         /// Files to record (default: every *.yaml, *.yml, *.json in the manifests dir).
         manifests: Vec<String>,
+        /// Why (e.g. "before kubeadm upgrade"); kept with the versions this run records.
+        #[arg(long, default_value = "")]
+        reason: String,
     },
     /// Every recorded version, oldest first.
     History { manifest: Option<String> },
@@ -231,4 +235,22 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Shell completion script on stdout (source it, or save it in the shell's completion dir).
+    Completion {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write kubeharden(1) and a page per subcommand into DIR (packaging).
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }

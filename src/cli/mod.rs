@@ -55,7 +55,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                 gate: &gate,
             },
         )?,
-        Command::Snapshot { manifests } => maintenance::snapshot(&ctx, &manifests)?,
+        Command::Snapshot { manifests, reason } => {
+            maintenance::snapshot(&ctx, &manifests, &reason)?
+        }
         Command::History { manifest } => versions::history(&ctx, manifest.as_deref())?,
         Command::Show {
             manifest,
@@ -106,6 +108,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                 gate: &gate,
             },
         )?,
+        // Generated from the clap definitions; no state involved, written as they are.
+        Command::Completion { shell } => return commands::completion::completion(shell),
+        Command::Man { dir } => return commands::completion::man(&dir),
     };
     emit(&outcome, format);
     Ok(outcome.code)

@@ -1,4 +1,5 @@
 pub mod audit;
+pub mod completion;
 pub mod gated;
 pub mod maintenance;
 pub mod remediate;
