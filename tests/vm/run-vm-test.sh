@@ -131,7 +131,7 @@ set +e
 timeout "${KUBEHARDEN_VM_TIMEOUT:-1500}" qemu-system-x86_64 -accel tcg -cpu max -m 1536 -smp 2 \
   -nodefaults -no-user-config -display none -no-reboot -monitor none \
   -kernel "$base/vmlinuz" -initrd "$base/initrd.img" \
-  -append "root=/dev/vda rw console=ttyS0 loglevel=4 panic=-1 systemd.show_status=auto" \
+  -append "root=/dev/vda rw console=ttyS0 loglevel=4 panic=-1 no_timer_check systemd.show_status=auto" \
   -drive "file=$disk,format=raw,if=virtio,cache=unsafe" \
   -device virtio-rng-pci -serial "file:$serial"
 qrc=$?
