@@ -191,7 +191,8 @@ pub enum Command {
     Snapshot {
         /// Files to record (default: every *.yaml, *.yml, *.json in the manifests dir).
         manifests: Vec<String>,
-        /// Why (e.g. "before kubeadm upgrade"); kept with the versions this run records.
+        /// Why (e.g. "changed outside kubeharden"): echoed in this run's output (JSON "reason")
+        /// and the unit's journal; the store does not keep it yet.
         #[arg(long, default_value = "")]
         reason: String,
     },

@@ -100,44 +100,55 @@ fi
 stat -c '%a' /var/lib/kubeharden | grep -qx 700 && ok "/var/lib/kubeharden is 0700" ||
   bad "/var/lib/kubeharden mode $(stat -c %a /var/lib/kubeharden)"
 
-# 4. A gated set SIGKILLed mid-gate is reverted by the timer within its period. The probe
-# never answers, so the set sits in its gate; its own write triggers the snapshot unit, which
-# must find the lock busy (exit 5) before the kill, so the revert is the timer's.
+# 4. A gated set SIGKILLed mid-gate is reverted by the timer within its period. The
+# kube-scheduler the kubelet starts from the changed manifest fails its probes (fake_component's
+# behavior file, read at its start-up), so the set sits in its gate until the kill. Its own write
+# triggers the snapshot unit, which must find the lock busy (exit 5) before the kill, so the
+# revert is the timer's.
+mkdir -p /run/fake-behavior
+echo fail-probes >/run/fake-behavior/kube-scheduler.behavior
 set_start=$(date +%s)
-kubeharden set kube-scheduler.yaml --flag profiling=false --probe http://127.0.0.1:9/healthz \
-  --restart-check none --health-timeout 900 --reason "vm test: killed mid-gate" \
-  >/tmp/set.out 2>&1 &
+kubeharden set kube-scheduler.yaml --flag profiling=false --restart-check proc \
+  --health-timeout 900 --reason "vm test: killed mid-gate" >/tmp/set.out 2>&1 &
 setpid=$!
 changed() { ! cmp -s "$SCHED" "$SEED/scheduler.before"; }
-wait_for 120 changed || bad "the gated set never wrote its after content"
 snapshot_ran() {
   journalctl -b --no-pager --since "@$set_start" -u kubeharden-snapshot.service |
     grep -q -e 'Deactivated' -e 'Finished' -e 'lock'
 }
-wait_for 60 snapshot_ran || say "note: no snapshot run seen after the set's write"
-kill -0 "$setpid" 2>/dev/null || bad "the set ended by itself before the kill: $(cat /tmp/set.out)"
-kill -9 "$setpid"
-kill_ms=$(now_ms)
 before_again() { cmp -s "$SCHED" "$SEED/scheduler.before"; }
-if wait_for 120 before_again; then
-  lat=$(($(now_ms) - kill_ms))
-  say "METRIC kill_to_reverted_ms=$lat"
-  [ "$lat" -le 45000 ] && ok "killed set reverted in $lat ms (timer period 30 s)" ||
-    bad "killed set reverted only after $lat ms"
-else
-  bad "killed set not reverted within 120 s"
-fi
-sleep 1
-n=$(journalctl -b --no-pager -u kubeharden-recover.service | grep -c 'transaction .*reverted')
-[ "$n" -ge 2 ] && ok "the recover unit logged both reverts (boot and timer)" ||
-  bad "recover unit logged $n reverts, want 2"
 kubelet_back() {
   f=$(reads_of kube-scheduler.yaml | tail -n1)
   [ -n "$f" ] && cmp -s "$f" "$SEED/scheduler.before" &&
     [ "$(reads_of kube-scheduler.yaml | wc -l)" -ge 3 ]
 }
-wait_for 60 kubelet_back && ok "the kubelet read the before content again after the revert" ||
-  bad "the kubelet's last read is not the before content"
+if ! wait_for 180 changed; then
+  bad "the gated set never wrote its after content: $(cat /tmp/set.out)"
+elif ! kill -0 "$setpid" 2>/dev/null; then
+  bad "the set ended by itself before the kill: $(cat /tmp/set.out)"
+else
+  wait_for 60 snapshot_ran || say "note: no snapshot run seen after the set's write"
+  # Still in its gate: the after content is on disk, the transaction open.
+  kill -0 "$setpid" 2>/dev/null || bad "the set ended before the kill: $(cat /tmp/set.out)"
+  kill -9 "$setpid"
+  kill_ms=$(now_ms)
+  rm -f /run/fake-behavior/kube-scheduler.behavior
+  if wait_for 120 before_again; then
+    lat=$(($(now_ms) - kill_ms))
+    say "METRIC kill_to_reverted_ms=$lat"
+    # One period (30 s) plus the run itself, slow under TCG emulation on a busy host.
+    [ "$lat" -le 60000 ] && ok "killed set reverted in $lat ms (timer period 30 s)" ||
+      bad "killed set reverted only after $lat ms"
+  else
+    bad "killed set not reverted within 120 s"
+  fi
+  sleep 1
+  n=$(journalctl -b --no-pager -u kubeharden-recover.service | grep -c 'transaction [0-9]*: reverted')
+  [ "$n" -ge 2 ] && ok "the recover unit logged both reverts (boot and timer)" ||
+    bad "recover unit logged $n reverts, want 2"
+  wait_for 60 kubelet_back && ok "the kubelet read the before content again after the revert" ||
+    bad "the kubelet's last read is not the before content"
+fi
 if kubeharden verify >/dev/null; then ok "verify clean after the timer's revert"; else bad "verify after revert"; fi
 
 # 5. A hand edit is recorded by the path unit within seconds, with its time; kubeharden's
@@ -148,7 +159,7 @@ recorded() { kubeharden history kube-controller-manager.yaml -o json | grep -q '
 if wait_for 60 recorded; then
   lat=$(($(now_ms) - edit_ms))
   say "METRIC edit_to_recorded_ms=$lat"
-  [ "$lat" -le 20000 ] && ok "hand edit recorded as external in $lat ms" ||
+  [ "$lat" -le 30000 ] && ok "hand edit recorded as external in $lat ms" ||
     bad "hand edit recorded only after $lat ms"
 else
   bad "hand edit not recorded within 60 s"

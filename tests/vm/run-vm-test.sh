@@ -11,7 +11,8 @@
 #    build of kubeharden SIGKILLs itself at replace.dir_synced during a `set`, so the manifest
 #    holds the unverified after content and the journal an open transaction.
 # 3. qemu boots it (TCG: no KVM needed; kernel and initrd given directly; serial console to a
-#    file); guest-test.sh checks the boot order, the reads, verify, the timer and the path
+#    file; no_timer_check: under TCG on a busy host the kernel's IO-APIC timer check fails);
+#    guest-test.sh checks the boot order, the reads, verify, the timer and the path
 #    unit, prints "VMTEST: ..." lines and powers off. This script prints them and the metrics.
 #
 # Needs root, qemu-system-x86_64, debootstrap, mkfs.ext4 (e2fsprogs). Exit 0 = all passed.
@@ -77,6 +78,7 @@ cat >"$root/etc/systemd/system/kubelet.service" <<'EOF'
 Description=kubelet stand-in (kubeharden's kubelet_sim) for the VM boot test
 
 [Service]
+Environment=FAKE_COMPONENT_BEHAVIOR_DIR=/run/fake-behavior
 ExecStart=/usr/local/bin/kubelet_sim --manifests-dir /etc/kubernetes/manifests --log /var/log/kubelet-sim/events.log --record-reads /var/log/kubelet-sim/reads --component-bin /usr/local/bin/fake_component --restart-delay-ms 500
 Restart=always
 
