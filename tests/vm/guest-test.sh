@@ -22,7 +22,8 @@ finish() {
   say "--- diagnostics"
   journalctl -b --no-pager -o short-monotonic -u kubeharden-recover.service \
     -u kubeharden-snapshot.service -u kubeharden-snapshot.path -u kubelet.service | tail -n 80
-  kubeharden log 2>&1 | tail -n 20
+  kubeharden log 2>&1 | tail -n 20 || true
+  cat /tmp/set.out 2>/dev/null
   tail -n 40 "$EV"
   if [ "$FAILED" -eq 0 ]; then say "RESULT PASS"; else say "RESULT FAIL"; fi
   journalctl --sync
