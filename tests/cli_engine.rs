@@ -608,7 +608,7 @@ fn assert_refused_with_6(node: &Node, args: &[&str]) {
 fn mid_journal_corruption_makes_verify_exit_6_and_changes_nothing() {
     let node = node_with_mid_journal_corruption();
     assert_refused_with_6(&node, &["verify"]);
-    assert_refused_with_6(&node, &["verify", "--repair"]);
+    // `verify --repair` salvages such a journal (issue 11): tests/journal_salvage.rs.
 }
 
 #[test]

@@ -5,4 +5,5 @@ pub mod remediate;
 pub mod restore;
 pub mod set;
 pub mod txn_output;
+pub mod verify;
 pub mod versions;
