@@ -235,6 +235,9 @@ impl Ctx {
         );
         crate::signals::set_phase(crate::signals::Phase::Between);
         let (engine, report) = recovered?;
+        if !report.resolved.is_empty() {
+            crate::signals::set_recovered();
+        }
         print_recovery_notes(&report);
         Ok(Locked {
             engine,

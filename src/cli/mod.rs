@@ -92,6 +92,21 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
         )?,
         Command::Recover { policy: p, gate } => maintenance::recover(&ctx, policy(p), &gate)?,
+        Command::Log { manifest, txn } => {
+            commands::log::log(&ctx, manifest.as_deref(), txn.as_deref())?
+        }
+        Command::Prune {
+            keep,
+            keep_days,
+            dry_run,
+        } => commands::prune::prune(
+            &ctx,
+            commands::prune::PruneArgs {
+                keep,
+                keep_days,
+                dry_run,
+            },
+        )?,
         Command::Status { exit_code } => maintenance::status(&ctx, exit_code)?,
         Command::Verify { repair } => maintenance::verify(&ctx, repair)?,
         Command::Set {

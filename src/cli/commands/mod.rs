@@ -1,8 +1,11 @@
 pub mod audit;
 pub mod gated;
+pub mod log;
 pub mod maintenance;
+pub mod prune;
 pub mod remediate;
 pub mod restore;
 pub mod set;
 pub mod txn_output;
+pub mod verify;
 pub mod versions;
