@@ -23,4 +23,5 @@ pub mod gate;
 pub mod journal;
 pub mod manifest;
 pub mod remediate;
+pub mod signals;
 pub mod store;

@@ -49,8 +49,11 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
         after_bytes: target,
         after_meta: Some((row.state.mode, row.state.uid, row.state.gid)),
     };
-    let gated::Gated { report, gate } =
-        gated::transact(engine, TxnKind::Restore, &reason, vec![change], gate)?;
+    let gated::Gated {
+        report,
+        gate,
+        summary: gate_summary,
+    } = gated::transact(engine, TxnKind::Restore, &reason, vec![change], gate)?;
     let after = report.files.first().map_or(before, |f| f.after);
     let entry = txn_json(
         &report,
@@ -63,7 +66,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
     );
     let mut entry = entry;
     entry["metadata"] = meta_change(&before, &row.state).1;
-    let mut text = summary(&report, &key);
+    let mut text = summary(&report, &key) + &gate_summary;
     // A restore puts the version's mode and owner back too: say so, a chmod undone is a change.
     if report.status != TxnStatus::Noop {
         let (lines, _) = meta_change(&before, &row.state);
