@@ -59,20 +59,11 @@ fn item7_history_one_block_per_file() {
         };
         assert_eq!(numbers.len(), want, "{path}:\n{text}");
     }
-    // The JSON lists the same versions, grouped the same way.
-    let json: Vec<(String, u64)> = node
-        .history(None)
-        .iter()
-        .map(|v| {
-            (
-                v["path"].as_str().unwrap().to_string(),
-                v["version"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    let mut grouped = json.clone();
-    grouped.sort();
-    assert_eq!(json, grouped);
+    // The JSON keeps cli.md's order: every version, oldest first (scripts rely on it).
+    let json = node.history(None);
+    assert_eq!(json.len(), 4 + 2 + 1, "{json:?}");
+    let txns: Vec<u64> = json.iter().filter_map(|v| v["txn"].as_u64()).collect();
+    assert_eq!(txns, [1, 2, 3]);
 }
 
 /// The byte column where `word` starts in `line`.
@@ -339,7 +330,27 @@ fn log_lists_transactions_with_status_and_gate_summary() {
         "{text}"
     );
     assert!(text.contains("  reason: more logs"), "{text}");
-    assert_eq!(text.matches("  gate:   ").count(), 4, "{text}");
+    assert_eq!(text.matches("  result: ").count(), 4, "{text}");
+    // What the gate saw, journaled with the outcome: the change's check, and the rollback's.
+    assert!(
+        text.contains("  gate:   kube-apiserver (change) healthy: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("  gate:   kube-apiserver (change) failed: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("  gate:   kube-apiserver (rollback) healthy: "),
+        "{text}"
+    );
+    let checks = t[3]["gate"]["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "{j}");
+    assert!(checks[0].as_str().unwrap().contains("stable after"), "{j}");
+    assert!(
+        t[0]["gate"]["checks"].as_array().unwrap().is_empty(),
+        "not gated: {j}"
+    );
     // Filtered by file.
     let j = node.json(&["log", ETCD]);
     let ids: Vec<u64> = j["transactions"]

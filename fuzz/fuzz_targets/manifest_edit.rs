@@ -137,13 +137,20 @@ fn allowed(
     before: &ContainerArgv,
     after: &ContainerArgv,
 ) -> Vec<std::ops::Range<usize>> {
-    let lists = inspect::lists(input, container).expect("edited lists cannot be located");
+    let lists = inspect::lists(input, container).expect("the manifest's lists cannot be read");
+    let changed = |key: &str| match key {
+        "command" => before.command != after.command || before.has_command != after.has_command,
+        _ => before.args != after.args || before.has_args != after.has_args,
+    };
+    for key in ["command", "args"].into_iter().filter(|k| changed(k)) {
+        assert!(
+            lists.iter().any(|l| l.key == key),
+            "the {key} list changed but cannot be located"
+        );
+    }
     let mut ranges: Vec<_> = lists
         .into_iter()
-        .filter(|l| match l.key {
-            "command" => before.command != after.command || before.has_command != after.has_command,
-            _ => before.args != after.args || before.has_args != after.has_args,
-        })
+        .filter(|l| changed(l.key))
         .map(|l| l.lines)
         .collect();
     ranges.sort_by_key(|r| r.start);

@@ -28,7 +28,7 @@ pub struct ItemView {
     pub plain: bool,
 }
 
-/// The lists of the container `edit_flags` would edit (chosen the same way).
+/// The lists of the container `edit_flags` would edit (chosen the same way), those it can edit.
 pub fn lists(input: &[u8], container: Option<&str>) -> Result<Vec<ListView>, ManifestError> {
     let root = read(input)?;
     let sel = doc::select(&root, container)?;
@@ -43,7 +43,11 @@ pub fn lists(input: &[u8], container: Option<&str>) -> Result<Vec<ListView>, Man
             .and_then(|items| items.get(sel.index).copied())
             .and_then(|c| c.get(key));
         let Some(entry) = entry else { continue };
-        let loc = list_loc(&src, entry, key).map_err(|e| unsupported(&src, e))?;
+        // A list the editor could not edit (a multi-line item, an anchor) is left out: an edit
+        // that succeeds never touched it.
+        let Ok(loc) = list_loc(&src, entry, key) else {
+            continue;
+        };
         let (flow, last) = match &loc {
             ListLoc::Flow { close, .. } => (true, *close),
             ListLoc::Block { colon, items } => (false, items.last().map_or(*colon, |i| i.end)),
