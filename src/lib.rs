@@ -27,4 +27,5 @@ pub mod hardening;
 pub mod journal;
 pub mod manifest;
 pub mod remediate;
+pub mod signals;
 pub mod store;

@@ -1,5 +1,6 @@
 use clap::error::ErrorKind;
 use clap::Parser;
+use kubeharden::cli::output::{print_out, say};
 use kubeharden::cli::{self, args::Cli};
 use kubeharden::error::Error;
 
@@ -40,18 +41,25 @@ fn argument_error(e: clap::Error) -> i32 {
             .next()
             .unwrap_or("usage error")
             .trim_start_matches("error: ");
-        println!("{}", serde_json::json!({"error": msg, "exit_code": 2}));
+        print_out(format_args!(
+            "{}\n",
+            serde_json::json!({"error": msg, "exit_code": 2})
+        ));
     }
     2
 }
 
+/// Say the error on stderr (and, under `-o json`, as the one document on stdout). Neither
+/// write may fail the process: the exit code is the one the error earned.
 fn report(e: &Error, json: bool) -> i32 {
-    eprintln!("kubeharden: {e}");
+    say(e);
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"error": e.to_string(), "exit_code": e.exit_code()})
-        );
+        let mut doc = serde_json::json!({"error": e.to_string(), "exit_code": e.exit_code()});
+        let warnings = cli::output::take_warnings();
+        if !warnings.is_empty() {
+            doc["warnings"] = warnings.into();
+        }
+        print_out(format_args!("{doc}\n"));
     }
     e.exit_code()
 }

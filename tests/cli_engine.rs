@@ -388,7 +388,24 @@ fn restore_that_fails_its_gate_is_rolled_back_with_exit_3_to_the_exact_before_by
 #[test]
 fn rollback_failed_json_names_the_transaction_and_its_after_content() {
     let mut node = Node::new();
-    let sick = common::ProbeServer::start(|| 500);
+    // Healthy before the change (the gate probes first), broken for good once the manifest
+    // changes: the rollback cannot bring it back, so it fails (a component that was already
+    // down before would only be held to that, exit 3).
+    let path = node.path(APISERVER);
+    let first: std::sync::Mutex<Option<Vec<u8>>> = std::sync::Mutex::new(None);
+    let broken = std::sync::atomic::AtomicBool::new(false);
+    let sick = common::ProbeServer::start(move || {
+        let now = fs::read(&path).unwrap_or_default();
+        let mut seen = first.lock().unwrap();
+        if *seen.get_or_insert_with(|| now.clone()) != now {
+            broken.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if broken.load(std::sync::atomic::Ordering::SeqCst) {
+            500
+        } else {
+            200
+        }
+    });
     node.aim_apiserver_probes(sick.port);
     node.ok(&["snapshot"]);
     let a = node.read(APISERVER);
@@ -401,6 +418,8 @@ fn rollback_failed_json_names_the_transaction_and_its_after_content() {
         "--restart-check",
         "none",
         "--health-timeout",
+        "1",
+        "--rollback-timeout",
         "1",
         "-o",
         "json",
@@ -470,7 +489,7 @@ fn restore_brings_back_mode_and_owner_of_the_version() {
 }
 
 #[test]
-fn failed_durable_write_rolls_back_with_exit_3_and_keeps_the_file() {
+fn failed_durable_write_rolls_back_with_exit_7_and_keeps_the_file() {
     let node = Node::new();
     let target = node.manifest_elsewhere("elsewhere", APISERVER);
     let t = target.to_str().unwrap();
@@ -488,9 +507,15 @@ fn failed_durable_write_rolls_back_with_exit_3_and_keeps_the_file() {
         "-o",
         "json",
     ]);
-    assert_eq!(out.code(), Some(3), "{}", out.describe());
+    // An I/O error (exit 7, issue 11 item 9), not a failed gate: the message names the file
+    // and the errno and says the before content is back.
+    assert_eq!(out.code(), Some(7), "{}", out.describe());
     let j = out.json();
-    assert_eq!(j["transactions"][0]["status"], "rolled_back", "{j}");
+    let msg = j["error"].as_str().unwrap_or_default();
+    assert!(msg.contains(&*blocker.to_string_lossy()), "{j}");
+    assert!(msg.contains("(EISDIR)"), "{j}");
+    assert!(msg.contains("holds its before content"), "{j}");
+    assert!(msg.contains("rolled back and recorded"), "{j}");
     assert!(node.read(t) == b, "the file is as before");
     assert_eq!(meta_of(&target), (MODE, UID, GID));
     fs::remove_dir(&blocker).unwrap();

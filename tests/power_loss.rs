@@ -347,10 +347,16 @@ fn failed_fsync_of_the_manifest_temp_file_rolls_back() {
             .position(|p| *p == temp)
             .expect("the scenario fsyncs the manifest's temp file");
     let FailedSyncRun { sim, base, result } = scenario_with_failing_sync(n);
-    let (engine, report) = result.expect("a failed write is rolled back, not an error");
-    assert_ne!(report.status, TxnStatus::Committed);
-    assert_eq!(report.status, TxnStatus::RolledBack, "{}", report.reason);
-    assert_eq!(report.txn, Some(SCENARIO_TXN));
+    // Rolled back, and reported as the I/O error it is (exit 7, issue 11 item 9), saying that
+    // the before content is back on disk.
+    let err = match result {
+        Err(e) => e,
+        Ok((_, report)) => panic!("a failed fsync must not end in success: {report:?}"),
+    };
+    assert_eq!(err.exit_code(), 7, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("holds its before content"), "{msg}");
+    assert!(msg.contains("rolled back and recorded"), "{msg}");
     let fs = plain(&sim);
     assert_eq!(fs.read(Path::new(MANIFEST)).unwrap(), w.before);
     let m = fs.metadata(Path::new(MANIFEST)).unwrap();
@@ -362,6 +368,7 @@ fn failed_fsync_of_the_manifest_temp_file_rolls_back() {
     );
     let facts = journal_facts(fs.as_ref()).unwrap();
     assert_eq!(facts.fate, Fate::RolledBack, "the journal says ROLLED_BACK");
+    let (engine, _) = recover_fs(plain(&sim), Policy::Revert).unwrap();
     let row = engine.catalog.txn(SCENARIO_TXN).unwrap().unwrap();
     assert_eq!(row.status, "rolled_back");
     drop(engine);

@@ -1436,3 +1436,184 @@ fn file_checks_chmod_and_chown_as_transactions_and_restore_brings_the_old_mode_b
     assert_eq!(mode_of(&manifest), 0o644);
     assert_eq!(std::fs::read(&manifest).unwrap(), manifest_bytes);
 }
+
+// ---------------------------------------------------------------- 7. true exit codes (issue 12)
+
+/// The result of each check in `checks` of a run's JSON.
+fn check_results(r: &Run) -> BTreeMap<String, Value> {
+    r.json["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no checks: {}", r.dump()))
+        .iter()
+        .map(|c| (c["check"].as_str().unwrap().to_string(), c.clone()))
+        .collect()
+}
+
+/// A node whose kube-scheduler.yaml is a symbolic link (kubeharden never edits through one).
+fn plane_with_symlinked_scheduler() -> Plane {
+    let plane = Plane::new();
+    let link = plane.node.kd.manifest_path("kube-scheduler.yaml");
+    let real = plane.node.kd.path("elsewhere/kube-scheduler.yaml");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::rename(&link, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    plane
+}
+
+#[test]
+fn item2_remediate_error_after_commits_reports_them() {
+    let plane = plane_with_symlinked_scheduler();
+    let node = &plane.node;
+    let r = node.run(&["remediate", "--all", "--no-health-gate"]);
+    // Not 2 ("bad input, nothing changed"): batches committed before the error.
+    assert_eq!(r.code, 3, "{}", r.dump());
+    let committed: Vec<u64> = r.json["committed"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", r.dump()))
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(committed.len() >= 2, "{}", r.dump());
+    let txn_paths: BTreeSet<String> = r
+        .transactions()
+        .iter()
+        .filter(|t| t["status"] == "committed")
+        .map(|t| t["path"].as_str().unwrap().to_string())
+        .collect();
+    for f in ["kube-apiserver.yaml", "kube-controller-manager.yaml"] {
+        let p = node.kd.manifest_path(f).display().to_string();
+        assert!(txn_paths.contains(&p), "{f} not committed: {}", r.dump());
+        assert_ne!(
+            node.read(f),
+            plane.pod(&f[..f.len() - 5]).yaml,
+            "{f} unchanged"
+        );
+    }
+    let err = &r.json["error"];
+    let sched = node
+        .kd
+        .manifest_path("kube-scheduler.yaml")
+        .display()
+        .to_string();
+    assert_eq!(err["path"], sched.as_str(), "{}", r.dump());
+    assert_eq!(err["exit_code"], 2, "the cause keeps its own class: {err}");
+    let msg = err["message"].as_str().unwrap();
+    assert!(msg.contains("symbolic link"), "{msg}");
+    assert!(msg.contains("committed before it"), "{msg}");
+    assert!(!msg.contains("nothing was changed"), "{msg}");
+    assert!(r.stderr.contains("stopped at"), "{}", r.dump());
+    // Per check: the scheduler's failed, nothing after it started, the others committed.
+    let checks = check_results(&r);
+    for (id, c) in &checks {
+        let res = c["result"].as_str().unwrap();
+        if id.starts_with("1.4.") {
+            assert_eq!(res, "failed", "{id}: {c}");
+        } else if id.starts_with("1.1.") {
+            assert_eq!(res, "not_started", "{id}: {c}");
+        } else {
+            assert!(matches!(res, "committed" | "unchanged"), "{id}: {c}");
+        }
+    }
+    assert!(
+        checks.keys().any(|id| id.starts_with("1.4.")),
+        "{}",
+        r.dump()
+    );
+    let not_started = r.json["not_started"].as_array().unwrap();
+    let planned_file_fix = checks.keys().any(|id| id.starts_with("1.1."));
+    assert_eq!(!not_started.is_empty(), planned_file_fix, "{}", r.dump());
+    // The scheduler manifest (behind its link) is untouched.
+    assert_eq!(
+        std::fs::read_to_string(node.kd.path("elsewhere/kube-scheduler.yaml")).unwrap(),
+        plane.pod("kube-scheduler").yaml
+    );
+
+    // Run again: now nothing is written before the error, so its own code (2) is true.
+    let again = node.run(&["remediate", "--all", "--no-health-gate"]);
+    assert_eq!(again.code, 2, "{}", again.dump());
+    assert!(again.json["committed"].as_array().unwrap().is_empty());
+    let msg = again.json["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("nothing was changed"), "{msg}");
+
+    // The text output names each transaction and what happened to each check.
+    let plane = plane_with_symlinked_scheduler();
+    let t = plane
+        .node
+        .run_text(&["remediate", "--all", "--no-health-gate"]);
+    assert_eq!(t.code, 3, "{}", t.dump());
+    for txn in &committed {
+        assert!(
+            t.stdout.contains(&format!("transaction {txn} committed ")),
+            "{}",
+            t.dump()
+        );
+    }
+    assert!(t.stdout.contains("failed, nothing written"), "{}", t.dump());
+    assert!(
+        t.stdout.contains("committed in transaction"),
+        "{}",
+        t.dump()
+    );
+    assert!(t.stdout.contains("error: stopped at"), "{}", t.dump());
+}
+
+/// Makes a file immutable (even root cannot chmod it) until dropped.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(p: &Path) -> Option<Immutable> {
+        let ok = Command::new("chattr")
+            .arg("+i")
+            .arg(p)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Immutable(p.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn item3_remediate_rolled_back_transaction_exits_3() {
+    let plane = Plane::new();
+    let node = &plane.node;
+    let admin = node.kd.path("admin.conf");
+    std::fs::write(&admin, "apiVersion: v1\nkind: Config\n").unwrap();
+    std::fs::set_permissions(&admin, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let Some(_guard) = Immutable::set(&admin) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chattr +i is needed in CI (root on ext4/tmpfs)"
+        );
+        eprintln!("SKIPPED: chattr +i failed (needs root and a file system with attributes)");
+        return;
+    };
+    let r = node.run(&["remediate", "--check", "1.1.13", "--no-health-gate"]);
+    // 1.1.13 chmods admin.conf and super-admin.conf: one transaction each.
+    let txns = r.transactions();
+    let status_of = |p: &Path| {
+        txns.iter()
+            .find(|t| t["path"] == p.display().to_string().as_str())
+            .map(|t| t["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        status_of(&admin).as_deref(),
+        Some("rolled_back"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(
+        r.code,
+        3,
+        "a rolled-back transaction is never exit 0: {}",
+        r.dump()
+    );
+    assert_eq!(r.ids("rolled_back"), ["1.1.13"], "{}", r.dump());
+    assert!(r.ids("applied").is_empty(), "{}", r.dump());
+    assert_eq!(check_results(&r)["1.1.13"]["result"], "rolled_back");
+    assert_eq!(mode_of(&admin), 0o644);
+}

@@ -53,18 +53,48 @@ pub struct Checkpoint {
 
 pub struct Catalog {
     conn: Connection,
+    /// The file, or `None` in memory.
+    path: Option<std::path::PathBuf>,
 }
 
-fn db_err(e: rusqlite::Error) -> Error {
-    Error::integrity(format!(
-        "catalog: {e}; run 'kubeharden verify --repair' to rebuild it from the journal"
-    ))
+/// What a catalog error is called in messages: it is a cache, not the record.
+pub const CATALOG: &str = "catalog (derived index, rebuilt from the journal)";
+
+/// A catalog error reported as what it is: a full disk or an I/O error is exit 7 with its
+/// errno; a damaged file is exit 6 and says that it is rebuilt from the journal.
+pub(crate) fn db_err(e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode as C;
+    let Some(code) = e.sqlite_error_code() else {
+        return Error::integrity(format!("{CATALOG}: {e}"));
+    };
+    let errno = match code {
+        C::DiskFull => Some(nix::libc::ENOSPC),
+        C::SystemIoFailure => Some(nix::libc::EIO),
+        C::ReadOnly => Some(nix::libc::EROFS),
+        C::PermissionDenied => Some(nix::libc::EACCES),
+        C::CannotOpen => Some(nix::libc::ENOENT),
+        C::OutOfMemory => Some(nix::libc::ENOMEM),
+        _ => None,
+    };
+    match (code, errno) {
+        (_, Some(n)) => Error::Io {
+            context: format!("{CATALOG}: {e}"),
+            source: std::io::Error::from_raw_os_error(n),
+        },
+        (C::DatabaseBusy | C::DatabaseLocked, _) => Error::LockBusy(format!(
+            "{CATALOG}: {e}: another process has it open without holding the state lock"
+        )),
+        _ => Error::integrity(format!(
+            "{CATALOG}: {e}; the next mutating command rebuilds it from the journal (or run \
+             'kubeharden verify --repair')"
+        )),
+    }
 }
 
 impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog> {
-        // Created 0600 and never through a link, before SQLite opens it (its -wal and -shm files
-        // take the database's mode).
+        // Created 0600 and never through a link, before SQLite opens it (its -wal file takes
+        // the database's mode).
         use std::os::unix::fs::OpenOptionsExt;
         let created = std::fs::OpenOptions::new()
             .write(true)
@@ -77,24 +107,33 @@ impl Catalog {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => {
                 return Err(Error::Io {
-                    context: format!("creating {}", path.display()),
+                    context: format!("{CATALOG}: creating {}", path.display()),
                     source: e,
                 })
             }
         }
         let conn = Connection::open(path).map_err(db_err)?;
-        // The catalog is rebuilt from the journal when it lags, so WAL with synchronous=NORMAL
-        // (which can lose the last commits at power loss but never corrupts) is enough.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db_err)?;
+        // The catalog is a cache of the journal, off the durable path:
+        // - exclusive locking mode, set before WAL: SQLite keeps the WAL index in the heap
+        //   instead of a memory-mapped `-shm` file, and no mmap of the database either, so a
+        //   full disk is an error code, never a SIGBUS. The state lock already serializes
+        //   writers; readers without the lock read the journal into memory instead.
+        // - synchronous=OFF: no fsync on a transaction's path. A power loss may lose the last
+        //   catalog writes (or, rarely, damage the file); the checkpoint is written in the same
+        //   SQLite transaction as the rows, so what survives is a prefix that the next start
+        //   catches up from the journal, and a damaged file is rebuilt from it.
+        for (pragma, value) in [
+            ("locking_mode", "EXCLUSIVE"),
+            ("mmap_size", "0"),
+            ("temp_store", "MEMORY"),
+            ("journal_mode", "WAL"),
+            ("synchronous", "OFF"),
+        ] {
+            conn.pragma_update(None, pragma, value).map_err(db_err)?;
+        }
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err)?;
-        // history reads thousands of rows: map the file instead of one pread per page.
-        conn.pragma_update(None, "mmap_size", 256i64 << 20)
-            .map_err(db_err)?;
-        // Keep the WAL file between runs: recreating it costs every command an fsync of the
+        // Keep the WAL file between runs: recreating it costs every command a create in the
         // state directory, and deleting it an unlink.
         let mut persist: std::os::raw::c_int = 1;
         // SAFETY: the handle is valid for the life of `conn`; SQLITE_FCNTL_PERSIST_WAL reads and
@@ -107,7 +146,14 @@ impl Catalog {
                 (&mut persist as *mut std::os::raw::c_int).cast(),
             );
         }
-        Self::init(conn)
+        let mut c = Self::init(conn)?;
+        c.path = Some(path.to_path_buf());
+        Ok(c)
+    }
+
+    /// The file this catalog lives in (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Delete the catalog at `path` with SQLite's side files (derived data: rebuilt from the
@@ -157,7 +203,7 @@ impl Catalog {
             )))
             }
         }
-        Ok(Catalog { conn })
+        Ok(Catalog { conn, path: None })
     }
 
     /// Forget everything (before a rebuild from the journal).

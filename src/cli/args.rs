@@ -13,7 +13,8 @@ every version a manifest ever had is kept (history, show, diff, restore), a cras
 mid-change is recovered at the next start, and nothing is overwritten before its exact bytes are \
 stored.\n\nExit codes: 0 done, 1 audit found a failing check, 2 usage error or bad input (nothing \
 changed), 3 change rolled back or recovery conflict, 4 CRITICAL rollback failed, 5 state lock busy, \
-6 integrity error in the store.",
+6 integrity error in the store, 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM (the change \
+was rolled back, or after a second signal left to 'kubeharden recover').",
     arg_required_else_help = true
 )]
 pub struct Cli {
@@ -21,7 +22,7 @@ pub struct Cli {
     pub global: Global,
 
     /// Print the named crash points (builds with the `failpoints` feature only) and exit.
-    #[arg(long, global = false)]
+    #[arg(long, global = false, hide = !cfg!(feature = "failpoints"))]
     pub list_crash_points: bool,
 
     #[command(subcommand)]
@@ -35,7 +36,8 @@ pub struct Global {
         long,
         env = "KUBEHARDEN_STATE_DIR",
         default_value = "/var/lib/kubeharden",
-        global = true
+        global = true,
+        help_heading = "Global options"
     )]
     pub state_dir: PathBuf,
     /// The kubelet's static pod folder.
@@ -43,7 +45,8 @@ pub struct Global {
         long,
         env = "KUBEHARDEN_MANIFESTS_DIR",
         default_value = "/etc/kubernetes/manifests",
-        global = true
+        global = true,
+        help_heading = "Global options"
     )]
     pub manifests_dir: PathBuf,
     /// Where pki/, admin.conf, scheduler.conf and controller-manager.conf live.
@@ -51,17 +54,24 @@ pub struct Global {
         long,
         env = "KUBEHARDEN_KUBERNETES_DIR",
         default_value = "/etc/kubernetes",
-        global = true
+        global = true,
+        help_heading = "Global options"
     )]
     pub kubernetes_dir: PathBuf,
     /// text for people, json for scripts (exactly one JSON document on stdout).
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text, global = true)]
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text, global = true, help_heading = "Global options")]
     pub output: OutputFormat,
     /// Seconds to wait for the state lock; 0 fails at once (exit 5).
-    #[arg(long, default_value_t = 30, global = true, value_name = "SECS")]
+    #[arg(
+        long,
+        default_value_t = 30,
+        global = true,
+        help_heading = "Global options",
+        value_name = "SECS"
+    )]
     pub lock_timeout: u64,
     /// Policy for the recovery every mutating command runs first.
-    #[arg(long, env = "KUBEHARDEN_RECOVERY_POLICY", value_enum, default_value_t = PolicyArg::Revert, global = true, hide_short_help = true)]
+    #[arg(long, env = "KUBEHARDEN_RECOVERY_POLICY", value_enum, default_value_t = PolicyArg::Revert, global = true, help_heading = "Global options", hide_short_help = true)]
     pub recovery_policy: PolicyArg,
 }
 
@@ -92,9 +102,15 @@ pub struct GateArgs {
     /// Commit right after the durable write: no restart wait, probe or audit.
     #[arg(long)]
     pub no_health_gate: bool,
-    /// Total seconds for restart + healthy; past it the change is rolled back.
+    /// Seconds for the change to be restarted and answer its probes; past it the change is
+    /// rolled back. A streak of successes begun in time may finish its 2-s stability window
+    /// after it. Worst case of a failed change: SECS + 3 + --rollback-timeout + 3 seconds.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub health_timeout: u64,
+    /// Seconds to confirm a rollback (the previous content restarted and healthy again). Not
+    /// waited for when the component was not healthy before the change.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub rollback_timeout: u64,
     /// Probe this URL instead of the manifest's probes (repeatable).
     #[arg(long, value_name = "URL")]
     pub probe: Vec<String>,
@@ -182,10 +198,15 @@ pub enum Command {
         manifests: Vec<String>,
     },
     /// Every recorded version, oldest first.
-    History { manifest: Option<String> },
+    History {
+        /// File name in the manifests dir or a path (default: every recorded file).
+        manifest: Option<String>,
+    },
     /// Print a version's exact bytes (default: the latest recorded).
     Show {
+        /// File name in the manifests dir (kube-apiserver.yaml) or a path.
         manifest: String,
+        /// Version number, from 1 (see `history`).
         #[arg(long, conflicts_with = "at", allow_hyphen_values = true)]
         version: Option<String>,
         /// The content the file had on disk at TIME (RFC 3339, or YYYY-MM-DD HH:MM[:SS] local).
@@ -194,6 +215,7 @@ pub enum Command {
     },
     /// Unified diff between two versions (TO defaults to the file on disk now).
     Diff {
+        /// File name in the manifests dir (kube-apiserver.yaml) or a path.
         manifest: String,
         /// Version number.
         from: String,
@@ -202,7 +224,9 @@ pub enum Command {
     },
     /// Point-in-time restore of a version, as a journaled transaction.
     Restore {
+        /// File name in the manifests dir (kube-apiserver.yaml) or a path.
         manifest: String,
+        /// Version number to put back (see `history`).
         #[arg(
             long,
             conflicts_with = "at",
@@ -213,6 +237,7 @@ pub enum Command {
         /// The content the file had on disk at TIME (RFC 3339, or YYYY-MM-DD HH:MM[:SS] local).
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+        /// Why; kept in the journal.
         #[arg(long, default_value = "")]
         reason: String,
         /// Print the diff and change nothing.
@@ -223,6 +248,7 @@ pub enum Command {
     },
     /// Resolve incomplete transactions now.
     Recover {
+        /// revert puts the before content back; replay finishes the change if it proves healthy.
         #[arg(long, value_enum, default_value_t = PolicyArg::Revert)]
         policy: PolicyArg,
         /// Gate options for transactions that `replay` finishes.
@@ -230,7 +256,12 @@ pub enum Command {
         gate: GateArgs,
     },
     /// Incomplete transactions, drift, last transaction, store size.
-    Status,
+    Status {
+        /// Exit 1 when a transaction is incomplete or a file drifted (changed, missing or
+        /// untracked), for monitoring; 0 when all is as recorded.
+        #[arg(long)]
+        exit_code: bool,
+    },
     /// Check journal checksums, object hashes, and the catalog against the journal.
     Verify {
         /// Rebuild the catalog from the journal and objects.

@@ -32,7 +32,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         return Err(Error::usage("no command given; see 'kubeharden --help'"));
     };
     let format = cli.global.output;
+    if changes_manifests(&command) {
+        // Ctrl-C, SIGTERM, SIGHUP roll a change back instead of killing the process mid-gate.
+        crate::signals::install(format == OutputFormat::Json)
+            .map_err(|e| Error::usage(format!("cannot install signal handlers: {e}")))?;
+    }
     let ctx = Ctx::new(cli.global)?;
+    if context::is_mutating(&command) {
+        ctx.require_root_for_node_paths()?;
+    }
     let outcome = match command {
         Command::Audit {
             benchmark,
@@ -90,7 +98,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
         )?,
         Command::Recover { policy: p, gate } => maintenance::recover(&ctx, policy(p), &gate)?,
-        Command::Status => maintenance::status(&ctx)?,
+        Command::Status { exit_code } => maintenance::status(&ctx, exit_code)?,
         Command::Verify { repair } => maintenance::verify(&ctx, repair)?,
         Command::Set {
             manifest,
@@ -158,11 +166,35 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
         },
     };
-    emit(&outcome, format);
-    Ok(outcome.code)
+    crate::signals::set_phase(crate::signals::Phase::Recording);
+    let code = outcome.code;
+    emit(outcome, format);
+    Ok(crate::signals::final_code(code))
+}
+
+/// The commands that write manifests (and so run a gate): signals are handled for these.
+fn changes_manifests(command: &Command) -> bool {
+    match command {
+        Command::Set { dry_run, .. }
+        | Command::Restore { dry_run, .. }
+        | Command::Remediate { dry_run, .. } => !dry_run,
+        Command::Recover { .. } => true,
+        _ => false,
+    }
 }
 
 /// Write the outcome to stdout, in large writes; a closed pipe (`| head`) is not an error.
-fn emit(outcome: &Outcome, format: OutputFormat) {
+/// Warnings said on stderr during the run (a catalog that could not be written) are also in
+/// the JSON document, as `warnings`.
+fn emit(mut outcome: Outcome, format: OutputFormat) {
+    let warnings = output::take_warnings();
+    if let (false, Some(doc)) = (warnings.is_empty(), outcome.json.as_object_mut()) {
+        match doc.get_mut("warnings").and_then(|w| w.as_array_mut()) {
+            Some(list) => list.extend(warnings.into_iter().map(Into::into)),
+            None => {
+                doc.insert("warnings".into(), warnings.into());
+            }
+        }
+    }
     let _ = outcome.write(format, &mut std::io::stdout().lock());
 }

@@ -90,6 +90,38 @@ impl Outcome {
     }
 }
 
+/// One line to stderr, `kubeharden: ` first. An unwritable stderr (`2>/dev/full`, a closed
+/// pipe, a log on a full disk) is ignored: a message must never panic the process nor change
+/// the exit code the operation earned (`eprintln!` panics on a write error).
+pub fn say(msg: impl fmt::Display) {
+    let _ = writeln!(io::stderr().lock(), "kubeharden: {msg}");
+}
+
+/// A warning: said on stderr, and kept for the JSON document (`warnings`) of this run.
+pub fn warn(msg: impl fmt::Display) {
+    let msg = msg.to_string();
+    say(format_args!("warning: {msg}"));
+    if let Ok(mut w) = WARNINGS.lock() {
+        w.push(msg);
+    }
+}
+
+/// The warnings of this run so far, taken.
+pub fn take_warnings() -> Vec<String> {
+    WARNINGS
+        .lock()
+        .map(|mut w| std::mem::take(&mut *w))
+        .unwrap_or_default()
+}
+
+static WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Write `text` to stdout as is; a closed pipe or a full disk is ignored (see [`say`]).
+pub fn print_out(text: impl fmt::Display) {
+    let mut out = io::stdout().lock();
+    let _ = write!(out, "{text}").and_then(|()| out.flush());
+}
+
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds (`2026-11-26T09:09:38.860Z`),
 /// without allocating: exactly what [`fmt_time`] (chrono) gives, which it falls back to outside
 /// the years 0000–9999. Displays with padding (`{:<24}`) and serializes as a string.

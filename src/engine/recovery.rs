@@ -8,7 +8,7 @@ use super::{now_ms, replace, Engine, Unrecovered};
 use crate::catalog::{TxnFile, TxnRow};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::journal::record::{FileIntent, FileState, Origin, Record, TxnId, TxnKind};
+use crate::journal::record::{FileIntent, Origin, Record, TxnId, TxnKind};
 use crate::journal::wal::TornTail;
 use std::path::{Path, PathBuf};
 
@@ -87,6 +87,10 @@ impl Unrecovered {
                 .temps_removed
                 .extend(replace::remove_leftover_temps(engine.fs(), d)?);
         }
+        // A run cut short while storing an object leaves `objects/XX/.<hash>.tmp`.
+        report
+            .temps_removed
+            .extend(engine.store.remove_leftover_temps()?);
         failpoint::hit("recover.temps_removed");
         for t in open {
             let files = engine.catalog.txn_files(t.txn)?;
@@ -111,7 +115,13 @@ impl Engine {
         let mut states = Vec::new();
         let mut strangers = Vec::new();
         for f in files {
-            let now = read_current(self.fs(), Path::new(&f.path)).ok();
+            let now = match read_current(self.fs(), Path::new(&f.path)) {
+                Ok(now) => Some(now),
+                // A link or a directory where the manifest was: someone else's doing.
+                Err(Error::Usage(_) | Error::Integrity(_)) => None,
+                // A read that failed says nothing about the content: no verdict, nothing marked.
+                Err(e) => return Err(unread(e, txn)),
+            };
             let s = match &now {
                 Some((_, st)) if *st == f.before => OnDisk::Before,
                 Some((_, st)) if *st == f.after => OnDisk::After,
@@ -126,11 +136,13 @@ impl Engine {
         if !strangers.is_empty() {
             // Neither before nor after: someone else wrote it. Keep their bytes, touch nothing.
             let mut names = Vec::new();
+            let mut recorded = Vec::new();
             for (f, now) in strangers {
                 names.push(f.path.clone());
                 if let Some((bytes, state)) = now {
                     self.store.put(&bytes)?;
                     self.log_version(f.path.clone(), state, Origin::External, 0, at, at)?;
+                    recorded.push(f.path.clone());
                 }
             }
             self.log(Record::Conflict {
@@ -139,13 +151,23 @@ impl Engine {
                 paths: names.clone(),
             })?;
             self.sync()?;
+            let kept = if recorded.len() == names.len() {
+                "left untouched and recorded as an external version".to_string()
+            } else if recorded.is_empty() {
+                "left untouched (not a regular file: nothing recorded)".to_string()
+            } else {
+                format!(
+                    "left untouched; {} recorded as an external version",
+                    recorded.join(", ")
+                )
+            };
             return Ok(Resolved {
                 txn,
                 action: "conflict",
                 paths,
                 note: format!(
                     "{} changed by someone else (neither the before nor the after content of \
-                     transaction {txn}); left untouched and recorded as an external version",
+                     transaction {txn}); {kept}",
                     names.join(", ")
                 ),
             });
@@ -219,7 +241,8 @@ impl Engine {
                         )?;
                     }
                     self.log(Record::Commit { txn, at: now })?;
-                    self.sync()?;
+                    self.sync()
+                        .map_err(|e| self.unrecorded(e, txn, files, "replay"))?;
                     return Ok(Resolved {
                         txn,
                         action: "replayed",
@@ -272,7 +295,11 @@ impl Engine {
         let mut rewritten: Vec<&TxnFile> = Vec::new();
         for f in files {
             let path = Path::new(&f.path);
-            let now: Option<FileState> = read_current(self.fs(), path).ok().map(|(_, s)| s);
+            let now = match read_current(self.fs(), path) {
+                Ok((_, s)) => Some(s),
+                Err(e) if e.is_io() => return Err(unread(e, txn)),
+                Err(_) => None,
+            };
             if now == Some(f.before) {
                 continue;
             }
@@ -287,6 +314,26 @@ impl Engine {
             failpoint::hit("recover.reverted_written");
             rewritten.push(f);
         }
+        let all: Vec<TxnFile> = files.iter().map(|f| (*f).clone()).collect();
+        self.record_revert(txn, kind, files, &rewritten, applied_at)
+            .map_err(|e| self.unrecorded(e, txn, &all, "revert"))?;
+        Ok(Resolved {
+            txn,
+            action: "reverted",
+            paths,
+            note: why,
+        })
+    }
+
+    /// The versions and REVERTED record of a revert whose writes are done.
+    fn record_revert(
+        &mut self,
+        txn: TxnId,
+        kind: TxnKind,
+        files: &[&TxnFile],
+        rewritten: &[&TxnFile],
+        applied_at: i64,
+    ) -> Result<()> {
         let at = now_ms();
         for f in files {
             if rewritten.iter().any(|r| r.path == f.path) {
@@ -309,13 +356,24 @@ impl Engine {
             }
         }
         self.log(Record::Reverted { txn, at })?;
-        self.sync()?;
-        Ok(Resolved {
-            txn,
-            action: "reverted",
-            paths,
-            note: why,
-        })
+        self.sync()
+    }
+
+    /// A recovery that wrote files but could not record it: the error says what is on disk.
+    fn unrecorded(&self, e: Error, txn: TxnId, files: &[TxnFile], what: &str) -> Error {
+        let intents: Vec<FileIntent> = files
+            .iter()
+            .map(|f| FileIntent {
+                path: f.path.clone(),
+                before: f.before,
+                after: f.after,
+            })
+            .collect();
+        e.with_on_disk(format!(
+            "{}; the {what} of transaction {txn} is not recorded: the next kubeharden run's \
+             recovery finds its files as they are and records it",
+            self.on_disk_now(&intents)
+        ))
     }
 
     /// The file is at its before content: if history does not end there (a rollback or revert
@@ -327,4 +385,12 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A file of an incomplete transaction could not be read: an I/O error, not a conflict.
+fn unread(e: Error, txn: TxnId) -> Error {
+    e.with_on_disk(format!(
+        "no manifest was changed and nothing was marked: transaction {txn} stays incomplete \
+         until a recovery can read its files"
+    ))
 }

@@ -3,7 +3,7 @@
 
 use super::observe::{read_current, Observed};
 use super::{now_ms, replace, Engine};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::journal::record::{
     hash_hex, Begin, FileIntent, FileState, Origin, Record, TxnId, TxnKind,
@@ -94,7 +94,7 @@ impl Engine {
         kind: TxnKind,
         reason: &str,
         changes: Vec<Change>,
-        mut gate: Option<&mut dyn Gate>,
+        gate: Option<&mut dyn Gate>,
     ) -> Result<TxnReport> {
         let mut intents = Vec::new();
         let mut bodies = Vec::new();
@@ -129,8 +129,12 @@ impl Engine {
                 reason: String::new(),
             });
         }
-        for b in bodies.iter().chain(&befores) {
+        for b in &bodies {
             self.store.put(b)?;
+        }
+        // Each before content is a recorded version (observed just now), so durable already.
+        for b in &befores {
+            self.store.put_recorded(b)?;
         }
         failpoint::hit("txn.objects_stored");
 
@@ -144,86 +148,134 @@ impl Engine {
         }))?;
         self.sync_journal("txn.begin_synced")?;
 
+        // From here on a manifest may change: an I/O error says exactly what is on disk.
+        let begun = Begun {
+            txn,
+            kind,
+            intents: &intents,
+            bodies: &bodies,
+            befores: &befores,
+        };
+        self.write_gate_commit(&begun, gate)
+            .map_err(|e| self.explain(e, &begun))
+    }
+
+    /// Steps 7–10 of a transaction whose BEGIN is durable.
+    fn write_gate_commit(
+        &mut self,
+        b: &Begun,
+        mut gate: Option<&mut dyn Gate>,
+    ) -> Result<TxnReport> {
+        let (txn, intents) = (b.txn, b.intents);
         if let Some(g) = gate.as_deref_mut() {
-            g.before_write(&targets(&intents, &bodies, &befores));
+            g.before_write(&targets(intents, b.bodies, b.befores));
         }
-        for (intent, body) in intents.iter().zip(&bodies) {
+        for (intent, body) in intents.iter().zip(b.bodies) {
             if let Err(e) =
                 replace::apply_state(self.fs(), Path::new(&intent.path), body, &intent.after)
             {
-                return self.roll_back(
-                    txn,
-                    kind,
-                    &intents,
-                    None,
-                    format!("the write failed: {e}"),
-                    gate,
-                );
+                let why = format!("the write failed: {}", e.what());
+                return self.roll_back(b, None, why, Some(e), gate);
             }
         }
         let applied_at = now_ms();
-        self.log(Record::Applied {
+        if let Err(e) = self.log(Record::Applied {
             txn,
             at: applied_at,
-        })?;
+        }) {
+            let why = format!("recording APPLIED failed: {}", e.what());
+            return self.roll_back(b, Some(applied_at), why, Some(e), gate);
+        }
         failpoint::hit("txn.applied_appended");
 
         if let Some(g) = gate.as_deref_mut() {
-            if let Err(why) = g.check(&targets(&intents, &bodies, &befores)) {
-                return self.roll_back(txn, kind, &intents, Some(applied_at), why, gate);
+            if let Err(why) = g.check(&targets(intents, b.bodies, b.befores)) {
+                return self.roll_back(b, Some(applied_at), why, None, gate);
             }
         }
 
         let committed = (|| {
-            for i in &intents {
+            for i in intents {
                 self.log_version(
                     i.path.clone(),
                     i.after,
-                    after_origin(kind),
+                    after_origin(b.kind),
                     txn,
                     now_ms(),
                     applied_at,
                 )?;
             }
             self.log(Record::Commit { txn, at: now_ms() })?;
+            // Only the journal can fail this: the catalog is a cache (a warning at most).
             self.sync_then("txn.commit_synced")
         })();
         if let Err(e) = committed {
             // fsyncgate: a failed fsync is not retried as if the data were safe.
-            return self.roll_back(
-                txn,
-                kind,
-                &intents,
-                Some(applied_at),
-                format!("recording the commit failed: {e}"),
-                gate,
-            );
+            let why = format!("recording the commit failed: {}", e.what());
+            return self.roll_back(b, Some(applied_at), why, Some(e), gate);
         }
         failpoint::hit("txn.catalog_updated");
         Ok(TxnReport {
             txn: Some(txn),
             status: TxnStatus::Committed,
-            files: intents,
+            files: intents.to_vec(),
             reason: String::new(),
         })
     }
 
+    /// An I/O error after BEGIN, restated with what the files hold now and what the journal
+    /// records (a rolled-back transaction has said so already).
+    fn explain(&self, e: Error, b: &Begun) -> Error {
+        if !matches!(e, Error::Io { .. }) {
+            return e;
+        }
+        e.with_on_disk(format!(
+            "{}; transaction {} is not recorded as finished: the next kubeharden run's recovery \
+             finishes it (policy revert puts the before content back)",
+            self.on_disk_now(b.intents),
+            b.txn
+        ))
+    }
+
+    /// What each file of a transaction holds now, in words.
+    pub(crate) fn on_disk_now(&self, intents: &[FileIntent]) -> String {
+        intents
+            .iter()
+            .map(|i| match read_current(self.fs(), Path::new(&i.path)) {
+                Ok((_, s)) if s == i.before && s.is_absent() => {
+                    format!("{} is absent, as before", i.path)
+                }
+                Ok((_, s)) if s == i.before => format!("{} holds its before content", i.path),
+                Ok((_, s)) if s == i.after => format!("{} holds the new content", i.path),
+                Ok((_, s)) => format!(
+                    "{} holds other content (blake3 {})",
+                    i.path,
+                    hash_hex(&s.hash)
+                ),
+                Err(e) => format!("{} cannot be read ({})", i.path, e.what()),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Write the before contents back where the after contents are on disk, confirm with the
     /// gate that the component recovered, and record it. The report says `RolledBack`, or
-    /// `RollbackFailed` (exit 4) with the commands to run by hand in its reason.
+    /// `RollbackFailed` (exit 4) with the commands to run by hand in its reason. After an I/O
+    /// error (`cause`), a good rollback is that error (exit 7) saying the before content is
+    /// back on disk.
     fn roll_back(
         &mut self,
-        txn: TxnId,
-        kind: TxnKind,
-        intents: &[FileIntent],
+        b: &Begun,
         applied_at: Option<i64>,
         reason: String,
+        cause: Option<Error>,
         mut gate: Option<&mut dyn Gate>,
     ) -> Result<TxnReport> {
+        let txn = b.txn;
         let mut on_disk = Vec::new();
         let mut before_bytes = Vec::new();
         let mut after_bytes = Vec::new();
-        for i in intents {
+        for i in b.intents {
             let now = read_current(self.fs(), Path::new(&i.path))
                 .ok()
                 .map(|(_, s)| s);
@@ -237,17 +289,16 @@ impl Engine {
             g.before_write(&targets(&on_disk, &before_bytes, &after_bytes));
         }
         let mut failure = None;
-        let mut written = 0;
         for (i, bytes) in on_disk.iter().zip(&before_bytes) {
             if let Err(e) = replace::apply_state(self.fs(), Path::new(&i.path), bytes, &i.before) {
                 failure = Some(format!(
-                    "writing the previous content of {} back failed ({e}); restore it by hand: {}",
+                    "writing the previous content of {} back failed ({}); restore it by hand: {}",
                     i.path,
+                    e.what(),
                     self.manual_restore_hint(&i.path, &i.before)
                 ));
                 break;
             }
-            written += 1;
         }
         failpoint::hit("rollback.before_written");
         if failure.is_none() && !on_disk.is_empty() {
@@ -266,7 +317,76 @@ impl Engine {
         }
         let at = now_ms();
         let applied_at = applied_at.unwrap_or(at);
-        for i in &on_disk[..written] {
+        if let Some(what) = failure {
+            let msg = format!(
+                "CRITICAL: rolling back transaction {txn} (after: {reason}) failed: {what}"
+            );
+            // Exit 4 stands whatever the journal does now; if it cannot record this, the
+            // transaction stays open and the next run's recovery retries the rollback.
+            let recorded = self
+                .record_rolled_back_versions(b.kind, txn, &on_disk, at, applied_at)
+                .and_then(|()| {
+                    self.log(Record::RollbackFailed {
+                        txn,
+                        at,
+                        reason: msg.clone(),
+                    })?;
+                    self.sync_then("rollback.recorded")
+                });
+            let mut reason = msg;
+            if let Err(e) = recorded {
+                reason.push_str(&format!(
+                    " (recording this failed too: {}; the next kubeharden run finds the \
+                     transaction incomplete and retries the rollback)",
+                    e.what()
+                ));
+            }
+            return Ok(TxnReport {
+                txn: Some(txn),
+                status: TxnStatus::RollbackFailed,
+                files: b.intents.to_vec(),
+                reason,
+            });
+        }
+        self.record_rolled_back_versions(b.kind, txn, &on_disk, at, applied_at)?;
+        self.log(Record::RolledBack {
+            txn,
+            at,
+            reason: reason.clone(),
+        })?;
+        self.sync_then("rollback.recorded")?;
+        if let Some(e) = cause.filter(Error::is_io) {
+            return Err(e.with_on_disk(format!(
+                "{}; transaction {txn} was rolled back and recorded as such",
+                self.on_disk_now(b.intents)
+            )));
+        }
+        Ok(TxnReport {
+            txn: Some(txn),
+            status: TxnStatus::RolledBack,
+            files: b.intents.to_vec(),
+            reason,
+        })
+    }
+
+    /// History ends at what each file rolled back holds now: its after content (recorded as
+    /// the change it is) and, where the before content is back, the rollback version. A file
+    /// that cannot be read is left to the next run to observe.
+    fn record_rolled_back_versions(
+        &mut self,
+        kind: TxnKind,
+        txn: TxnId,
+        files: &[FileIntent],
+        at: i64,
+        applied_at: i64,
+    ) -> Result<()> {
+        for i in files {
+            let now = read_current(self.fs(), Path::new(&i.path))
+                .ok()
+                .map(|(_, s)| s);
+            if now != Some(i.before) && now != Some(i.after) {
+                continue;
+            }
             self.log_version(
                 i.path.clone(),
                 i.after,
@@ -275,38 +395,21 @@ impl Engine {
                 at,
                 applied_at,
             )?;
-            self.log_version(i.path.clone(), i.before, Origin::Rollback, txn, at, at)?;
+            if now == Some(i.before) {
+                self.log_version(i.path.clone(), i.before, Origin::Rollback, txn, at, at)?;
+            }
         }
-        if let Some(what) = failure {
-            let msg = format!(
-                "CRITICAL: rolling back transaction {txn} (after: {reason}) failed: {what}"
-            );
-            self.log(Record::RollbackFailed {
-                txn,
-                at,
-                reason: msg.clone(),
-            })?;
-            self.sync_then("rollback.recorded")?;
-            return Ok(TxnReport {
-                txn: Some(txn),
-                status: TxnStatus::RollbackFailed,
-                files: intents.to_vec(),
-                reason: msg,
-            });
-        }
-        self.log(Record::RolledBack {
-            txn,
-            at,
-            reason: reason.clone(),
-        })?;
-        self.sync_then("rollback.recorded")?;
-        Ok(TxnReport {
-            txn: Some(txn),
-            status: TxnStatus::RolledBack,
-            files: intents.to_vec(),
-            reason,
-        })
+        Ok(())
     }
+}
+
+/// A transaction whose BEGIN is durable: what it writes and what it replaces.
+struct Begun<'a> {
+    txn: TxnId,
+    kind: TxnKind,
+    intents: &'a [FileIntent],
+    bodies: &'a [Vec<u8>],
+    befores: &'a [Vec<u8>],
 }
 
 impl Engine {

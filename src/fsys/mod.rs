@@ -5,6 +5,7 @@
 //! only written, so tests can cut the power at any operation and look at what survives
 //! (the idea of SQLite's crash VFS and redb's crash backend).
 
+pub mod fault;
 pub mod real;
 pub mod sim;
 

@@ -385,6 +385,11 @@ impl SimFs {
         self.lock().ops
     }
 
+    /// File fsyncs attempted so far (counted as [`SimFs::fail_sync_on`] counts them).
+    pub fn syncs_done(&self) -> u64 {
+        self.lock().syncs
+    }
+
     /// Make the `n`-th file fsync (1-based, counted from creation) fail with `EIO`.
     pub fn fail_sync_on(&self, n: u64) {
         self.lock().failing_syncs.insert(n);

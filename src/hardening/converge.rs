@@ -159,7 +159,7 @@ pub fn plan(h: &Hardening, t: &Target) -> Result<Planned> {
     }
     let (report, applied) = audit(h, &t.manifests_dir, &t.kubernetes_dir)?;
     let ids = super::failing_enforced(h, &report);
-    let mut plan = remediate::plan(&report, &ids, false)?;
+    let mut plan = remediate::plan(&report, &ids, false, &t.manifests_dir)?;
     let mut extra_ids = Vec::new();
     let mut batches = Vec::new();
     for c in ORDER {
@@ -189,13 +189,9 @@ pub fn plan(h: &Hardening, t: &Target) -> Result<Planned> {
     })
 }
 
-/// Run the plan under the lock the caller holds.
-pub fn run(
-    engine: &mut Engine,
-    h: &Hardening,
-    t: &Target,
-    p: &Planned,
-) -> Result<remediate::Outcome> {
+/// Run the plan under the lock the caller holds. Errors are in the outcome (what committed
+/// before them, what did not start), as for remediate.
+pub fn run(engine: &mut Engine, h: &Hardening, t: &Target, p: &Planned) -> remediate::Outcome {
     let env = Env {
         kubernetes_dir: &t.kubernetes_dir,
         gate: t.gate,
@@ -208,16 +204,7 @@ pub fn run(
             format!("apply {}: ", h.path.display())
         },
     };
-    let mut out = remediate::Outcome::default();
-    for (component, path, items) in &p.plan.batches {
-        remediate::apply_batch_with(engine, &env, &opts, *component, path, items, &mut out)?;
-    }
-    if out.critical.is_none() {
-        remediate::apply_file_fixes(engine, &p.plan.file_items, &mut out)?;
-    }
-    out.applied.sort_unstable();
-    out.applied.dedup();
-    Ok(out)
+    remediate::run_with(engine, &env, &opts, &p.plan)
 }
 
 /// Did the run change anything on disk?

@@ -7,10 +7,43 @@ use super::reader::{check_segment_header, Decoded, HeaderProblem, ReadOutcome, S
 use super::record::Record;
 use crate::error::{Error, IoContext, Result};
 use crate::fsys::{Fs, FsFile, Kind};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::SEGMENT_TARGET_LEN;
+
+/// What every "damaged before its tail" message offers as the way out.
+pub const SALVAGE_HINT: &str = "To keep the valid records and move the damaged rest aside: \
+    kubeharden verify --repair (it says what was dropped; see docs/storage.md)";
+
+/// The tail rule against what was known durable. `known_end` is where the records an earlier
+/// run indexed end (the catalog indexes a record only after the journal fsync that made it
+/// durable), `final_start` where the last of them starts. A torn tail may take the final record
+/// with it (its pages can be lost in a power cut if it was read back before it was synced); a
+/// journal that now ends before `final_start` has lost durable records: that is damage, never a
+/// torn tail, whatever the reader made of the bytes that are left.
+pub fn check_known_durable(scan: &Scan, known_end: Position, final_start: Position) -> Result<()> {
+    if scan.end >= final_start {
+        return Ok(());
+    }
+    let lost = if scan.end.segment == known_end.segment {
+        format!("{} bytes", known_end.offset - scan.end.offset)
+    } else {
+        format!(
+            "everything from there to segment {} offset {}",
+            segment_name(known_end.segment),
+            known_end.offset
+        )
+    };
+    Err(Error::integrity(format!(
+        "the journal ends at segment {} offset {}, but records up to segment {} offset {} were          durable (an earlier run indexed them): {lost} of durable records are missing, more          than a torn final record. The journal is damaged before its tail. Nothing was changed.          {SALVAGE_HINT}",
+        segment_name(scan.end.segment),
+        scan.end.offset,
+        segment_name(known_end.segment),
+        known_end.offset
+    )))
+}
 
 /// Where a record starts: segment number and byte offset in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -160,7 +193,7 @@ pub fn scan_checked(
         let corrupt = |offset: u64, reason: &str| {
             Error::integrity(format!(
                 "reading journal segment {}: {reason} at offset {offset}; the journal is damaged \
-                 before its tail. Nothing was changed. Run 'kubeharden verify' for details",
+                 before its tail. Nothing was changed. {SALVAGE_HINT}",
                 segment_name(n)
             ))
         };
@@ -191,6 +224,12 @@ pub fn scan_checked(
         } else {
             SEGMENT_HEADER_LEN as u64
         };
+        if start > bytes.len() as u64 {
+            // The segment is now shorter than where an earlier start stopped reading it: the
+            // caller re-reads everything and decides from what was known durable (the tail rule).
+            changed = true;
+            break;
+        }
         let mut reader = SegmentReader::new(&bytes, start);
         end = Position {
             segment: n,
@@ -243,6 +282,13 @@ pub fn scan_checked(
 }
 
 /// The appender. Only built by recovery, after any torn tail has been cut.
+///
+/// Its invariant: before anything new is appended, the segment on disk is exactly `len` bytes
+/// long, and everything in it up to `synced_len` is durable; between the two are only records
+/// this process wrote in full since its last fsync. A failed or short write, or a failed fsync,
+/// cuts the segment back to `synced_len` (truncate + fsync) at once: no record is ever appended
+/// behind bytes that were not synced, and an fsync that failed is never retried as if the data
+/// were safe (fsyncgate). If even the cut fails, appending stops for the rest of the process.
 pub struct Journal {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
@@ -250,15 +296,17 @@ pub struct Journal {
     len: u64,
     /// Length of the current segment known to be durable.
     synced_len: u64,
-    /// An fsync failed: the bytes after `synced_len` may be gone from the file while later
-    /// writes land after them. They are cut off before anything else is appended, so the
-    /// journal never holds a hole before valid records (fsyncgate).
-    poisoned: bool,
+    /// Why appending stopped (the segment could not be cut back to `synced_len`), with the
+    /// OS error of the cut.
+    stopped: Option<(String, io::ErrorKind, Option<i32>)>,
     file: Option<Box<dyn FsFile>>,
 }
 
 impl Journal {
-    /// Open for appending at `end` (from a scan with its torn tail already cut).
+    /// Open for appending at `end` (from a scan with its torn tail already cut). The last
+    /// segment is fsynced first: what a previous process wrote may have been read back from the
+    /// page cache only (its fsync failed, or it died before it), and nothing is appended behind
+    /// bytes that are not durable.
     pub fn open_at(fs: Arc<dyn Fs>, dir: PathBuf, end: Position) -> Result<Journal> {
         let mut j = Journal {
             fs,
@@ -266,12 +314,26 @@ impl Journal {
             segment: end.segment,
             len: end.offset,
             synced_len: end.offset,
-            poisoned: false,
+            stopped: None,
             file: None,
         };
-        let exists = j.fs.metadata(&j.segment_path()).is_ok();
-        if !exists {
-            j.create_segment(end.segment)?;
+        let path = j.segment_path();
+        match j.fs.metadata(&path) {
+            Ok(m) if m.len != end.offset => {
+                return Err(Error::integrity(format!(
+                    "journal segment {} is {} bytes long where its records end at {}; it changed \
+                     while kubeharden was reading it. Nothing was changed",
+                    path.display(),
+                    m.len,
+                    end.offset
+                )))
+            }
+            Ok(_) => j
+                .file()?
+                .sync()
+                .ctx(|| format!("fsync journal segment {}", path.display()))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => j.create_segment(end.segment)?,
+            Err(e) => return Err(e).ctx(|| format!("stat {}", path.display())),
         }
         Ok(j)
     }
@@ -280,19 +342,41 @@ impl Journal {
         self.dir.join(segment_name(self.segment))
     }
 
-    /// A new segment is durable (header fsynced, directory fsynced) before any record goes in it.
+    /// A new segment is durable (header fsynced, directory fsynced) before any record goes in
+    /// it. If that fails, the half-made file is removed again (or appending stops): a later
+    /// segment must never exist beside the one records are appended to.
     fn create_segment(&mut self, n: u32) -> Result<()> {
         let path = self.dir.join(segment_name(n));
-        let mut f = self
-            .fs
-            .create_new(&path, 0o600)
-            .ctx(|| format!("creating journal segment {}", path.display()))?;
-        f.write_all(&format::encode_segment_header(n))
-            .and_then(|_| f.sync())
-            .ctx(|| format!("writing journal segment header {}", path.display()))?;
-        self.fs
-            .sync_dir(&self.dir)
-            .ctx(|| format!("fsync {}", self.dir.display()))?;
+        let made = (|| -> io::Result<Box<dyn FsFile>> {
+            let mut f = self.fs.create_new(&path, 0o600)?;
+            f.write_all(&format::encode_segment_header(n))?;
+            f.sync()?;
+            self.fs.sync_dir(&self.dir)?;
+            Ok(f)
+        })();
+        let f = match made {
+            Ok(f) => f,
+            Err(e) => {
+                let err = Error::Io {
+                    context: format!("creating journal segment {}", path.display()),
+                    source: io::Error::new(e.kind(), e.to_string()),
+                };
+                if e.kind() != io::ErrorKind::AlreadyExists {
+                    let removed = match self.fs.remove_file(&path) {
+                        Ok(()) => self.fs.sync_dir(&self.dir),
+                        Err(r) if r.kind() == io::ErrorKind::NotFound => Ok(()),
+                        Err(r) => Err(r),
+                    };
+                    if let Err(r) = removed {
+                        self.stop(
+                            format!("a half-created {} could not be removed", path.display()),
+                            &r,
+                        );
+                    }
+                }
+                return Err(err);
+            }
+        };
         self.segment = n;
         self.len = SEGMENT_HEADER_LEN as u64;
         self.synced_len = self.len;
@@ -312,16 +396,56 @@ impl Journal {
         Ok(self.file.as_mut().expect("just opened"))
     }
 
+    fn stop(&mut self, why: String, cause: &io::Error) {
+        self.file = None;
+        self.stopped = Some((
+            format!("{why}: {cause}"),
+            cause.kind(),
+            cause.raw_os_error(),
+        ));
+    }
+
+    /// The error every append returns once appending stopped.
+    fn stopped_error(&self) -> Option<Error> {
+        let (why, kind, errno) = self.stopped.as_ref()?;
+        let source = match errno {
+            Some(n) => io::Error::from_raw_os_error(*n),
+            None => io::Error::from(*kind),
+        };
+        Some(Error::Io {
+            context: format!(
+                "the journal {} takes no more records in this process ({why}); its durable \
+                 records are intact and the next kubeharden run cuts what follows them",
+                self.dir.display()
+            ),
+            source,
+        })
+    }
+
+    /// After a failed or short write or a failed fsync: cut the segment back to what was
+    /// durable, so that nothing is ever appended behind bytes that may not be on disk.
+    fn cut_back(&mut self, failed: &io::Error) {
+        self.file = None;
+        let path = self.segment_path();
+        match self.fs.truncate(&path, self.synced_len) {
+            Ok(()) => self.len = self.synced_len,
+            Err(e) => self.stop(
+                format!(
+                    "after `{failed}`, cutting {} back to its last durable record at offset {} \
+                     failed",
+                    path.display(),
+                    self.synced_len
+                ),
+                &e,
+            ),
+        }
+    }
+
     /// Append one record (not yet durable: call `sync`). Returns it as a reader would see it.
+    /// On failure, every record appended since the last good `sync` is gone too.
     pub fn append(&mut self, rec: &Record) -> Result<Located> {
-        if self.poisoned {
-            self.file = None;
-            let path = self.segment_path();
-            self.fs
-                .truncate(&path, self.synced_len)
-                .ctx(|| format!("cutting unsynced records off {}", path.display()))?;
-            self.len = self.synced_len;
-            self.poisoned = false;
+        if let Some(e) = self.stopped_error() {
+            return Err(e);
         }
         let frame = format::encode_record(rec);
         if self.len > SEGMENT_HEADER_LEN as u64
@@ -337,9 +461,17 @@ impl Journal {
             offset: self.len,
         };
         let path = self.segment_path();
-        self.file()?
-            .write_all(&frame)
-            .ctx(|| format!("appending to journal segment {}", path.display()))?;
+        if let Err(e) = self.file()?.write_all(&frame) {
+            self.cut_back(&e);
+            return Err(self.stopped_error().unwrap_or(Error::Io {
+                context: format!(
+                    "appending to journal segment {} (cut back to its last durable record; \
+                     nothing after it was kept)",
+                    path.display()
+                ),
+                source: e,
+            }));
+        }
         self.len += frame.len() as u64;
         Ok(Located {
             pos,
@@ -352,8 +484,15 @@ impl Journal {
         })
     }
 
-    /// fsync the current segment. A failure is final: the caller fails the transaction.
+    /// fsync the current segment. A failure is final for what it covered: those records are
+    /// cut off, and the caller fails the transaction.
     pub fn sync(&mut self) -> Result<()> {
+        if let Some(e) = self.stopped_error() {
+            return Err(e);
+        }
+        if self.len == self.synced_len && self.file.is_none() {
+            return Ok(());
+        }
         let path = self.segment_path();
         match self.file()?.sync() {
             Ok(()) => {
@@ -361,8 +500,14 @@ impl Journal {
                 Ok(())
             }
             Err(e) => {
-                self.poisoned = true;
-                Err(e).ctx(|| format!("fsync journal segment {}", path.display()))
+                self.cut_back(&e);
+                Err(self.stopped_error().unwrap_or(Error::Io {
+                    context: format!(
+                        "fsync journal segment {} (the records it covered were cut off)",
+                        path.display()
+                    ),
+                    source: e,
+                }))
             }
         }
     }
@@ -374,6 +519,23 @@ impl Journal {
             offset: self.synced_len,
         }
     }
+
+    /// Why appending stopped, if it did.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.as_ref().map(|s| s.0.as_str())
+    }
+}
+
+/// fsync the last segment (records a run that died before its fsync left may be in the page
+/// cache only).
+pub fn sync_last_segment(fs: &dyn Fs, dir: &Path) -> Result<()> {
+    let Some(&last) = list_segments(fs, dir)?.last() else {
+        return Ok(());
+    };
+    let path = dir.join(segment_name(last));
+    fs.open_append(&path)
+        .and_then(|mut f| f.sync())
+        .ctx(|| format!("fsync journal segment {}", path.display()))
 }
 
 /// Cut a torn tail off (durably). A segment whose header itself is torn is removed.

@@ -19,6 +19,8 @@ pub struct Built {
 }
 
 /// A volume name the pod does not already use for something else: `kubeharden-` + the path.
+/// A volume name is a DNS label (at most 63 characters): a longer one is cut and ends in 8 hex
+/// digits of the full path's hash, so two long paths sharing a prefix stay apart.
 fn volume_name(path: &str) -> String {
     let body: String = path
         .trim_matches('/')
@@ -31,9 +33,13 @@ fn volume_name(path: &str) -> String {
             }
         })
         .collect();
-    let mut name = format!("kubeharden-{body}");
-    name.truncate(63);
-    name.trim_end_matches('-').to_string()
+    let name = format!("kubeharden-{body}");
+    if name.len() <= 63 {
+        return name.trim_end_matches('-').to_string();
+    }
+    let hash = blake3::hash(path.as_bytes()).to_hex();
+    let keep = &name[..63 - 9];
+    format!("{}-{}", keep.trim_end_matches('-'), &hash[..8])
 }
 
 fn container_index(bytes: &[u8], name: &str) -> Option<usize> {
@@ -194,6 +200,28 @@ pub fn build_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn item9_long_volume_names_stay_unique_with_a_hash_suffix() {
+        let base = "/var/log/kubernetes/a-very-long-directory-name-for-audit-logs-of-the-cluster";
+        let (a, b) = (format!("{base}/one"), format!("{base}/two"));
+        let (na, nb) = (volume_name(&a), volume_name(&b));
+        assert_eq!(na[..54], nb[..54], "the test paths share the kept prefix");
+        assert_ne!(na, nb);
+        for n in [&na, &nb] {
+            assert!(n.len() <= 63, "{n}");
+            assert!(n
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+            assert!(n.ends_with(|c: char| c.is_ascii_alphanumeric()), "{n}");
+        }
+        assert_eq!(volume_name(&a), na, "deterministic");
+        // Short names are as before.
+        assert_eq!(
+            volume_name("/etc/kubernetes/audit/"),
+            "kubeharden-etc-kubernetes-audit"
+        );
+    }
 
     const KUBEADM: &[u8] = include_bytes!("../../demo/kube-apiserver.yaml");
 

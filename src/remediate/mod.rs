@@ -6,10 +6,13 @@
 
 pub mod build;
 pub mod files;
+pub mod outcome;
+
+pub use outcome::{Attempt, CheckFate, NotStarted, Outcome};
 
 use crate::cis::rules::{Component, Remediation};
 use crate::cis::{AuditReport, CheckResult, Status};
-use crate::engine::txn::{Change, Gate, TxnReport, TxnStatus};
+use crate::engine::txn::{Change, Gate, TxnStatus};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::journal::record::TxnKind;
@@ -58,9 +61,39 @@ fn is_file_fix(fix: &[Remediation]) -> bool {
     })
 }
 
+/// Why a component's manifest cannot be edited: missing, unreadable (with the OS error) or
+/// unparsable (with the parser's error and line).
+fn no_manifest_reason(dir: &Path, c: Component) -> String {
+    let path = crate::cis::source::manifest_path(dir, c);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return format!("no manifest {} for its component", path.display())
+        }
+        Err(e) => return format!("cannot read the manifest {}: {e}", path.display()),
+        Ok(_) => {}
+    }
+    match std::fs::read(&path) {
+        Err(e) => format!("cannot read the manifest {}: {e}", path.display()),
+        Ok(bytes) => match crate::manifest::container_argv(&bytes, None) {
+            Err(e) => format!("cannot parse the manifest {}: {e}", path.display()),
+            Ok(_) => format!(
+                "the manifest {} could not be used by the audit",
+                path.display()
+            ),
+        },
+    }
+}
+
 /// Which checks to fix. `--all`: failing automated checks, dangerous ones excluded. `--check`:
 /// exactly those (dangerous ones with a warning), if they do not already pass.
-pub fn plan(report: &AuditReport, checks: &[String], all: bool) -> Result<Plan> {
+/// `manifests_dir` is where a component's manifest is looked for, to say why one that the audit
+/// could not use is skipped.
+pub fn plan(
+    report: &AuditReport,
+    checks: &[String],
+    all: bool,
+    manifests_dir: &Path,
+) -> Result<Plan> {
     let mut p = Plan::default();
     let chosen: Vec<&CheckResult> = if all {
         report.failing_automated().collect()
@@ -115,8 +148,10 @@ pub fn plan(report: &AuditReport, checks: &[String], all: bool) -> Result<Plan> 
             continue;
         }
         let Some(manifest) = r.manifest.clone() else {
-            p.skipped
-                .push((id.into(), "no manifest found for its component".into()));
+            p.skipped.push((
+                id.into(),
+                no_manifest_reason(manifests_dir, r.check.component),
+            ));
             continue;
         };
         let item = Item {
@@ -143,24 +178,6 @@ pub fn plan(report: &AuditReport, checks: &[String], all: bool) -> Result<Plan> 
     Ok(p)
 }
 
-/// What happened to one transaction of the run.
-pub struct Attempt {
-    pub report: TxnReport,
-    pub path: String,
-    pub checks: Vec<&'static str>,
-    pub flags: Vec<String>,
-    pub gate: serde_json::Value,
-}
-
-#[derive(Default)]
-pub struct Outcome {
-    pub attempts: Vec<Attempt>,
-    pub applied: Vec<&'static str>,
-    pub rolled_back: Vec<(&'static str, String)>,
-    pub notes: Vec<String>,
-    pub critical: Option<String>,
-}
-
 /// Everything a batch needs besides the engine.
 pub struct Env<'a> {
     pub kubernetes_dir: &'a Path,
@@ -184,6 +201,53 @@ impl GateWithJson for crate::gate::HealthGate {
     fn preflight(&self, current: &[u8]) -> std::result::Result<(), String> {
         crate::gate::HealthGate::preflight(self, current)
     }
+}
+
+/// Apply a plan: its batches in order, then its file fixes. Never returns early with an error:
+/// an error stops the run and is recorded in the outcome with what committed before it and
+/// what did not start after it (see [`Outcome::exit_code`]).
+pub fn run(engine: &mut Engine, env: &Env, plan: &Plan) -> Outcome {
+    run_with(engine, env, &BatchOptions::default(), plan)
+}
+
+/// [`run`] with [`BatchOptions`] (`apply`: operator-provided files, a reason naming the file).
+pub fn run_with(engine: &mut Engine, env: &Env, opts: &BatchOptions, plan: &Plan) -> Outcome {
+    let mut out = Outcome::default();
+    let mut batches = plan.batches.iter();
+    let mut stopped = false;
+    for (component, path, items) in batches.by_ref() {
+        if let Err(e) = apply_batch_with(engine, env, opts, *component, path, items, &mut out) {
+            out.stop(
+                &path.to_string_lossy(),
+                items.iter().map(|i| i.id).collect(),
+                e,
+            );
+            stopped = true;
+            break;
+        }
+        if out.critical.is_some() {
+            // Nothing more is changed on a node whose rollback failed.
+            stopped = true;
+            break;
+        }
+    }
+    if stopped {
+        for (_, path, items) in batches {
+            out.skip_rest(&path.to_string_lossy(), items);
+        }
+        for (path, items) in file_groups(&plan.file_items) {
+            let owned: Vec<Item> = items.into_iter().cloned().collect();
+            out.skip_rest(&path.to_string_lossy(), &owned);
+        }
+    } else {
+        apply_file_fixes(engine, &plan.file_items, &mut out);
+    }
+    out.applied.sort_unstable();
+    out.applied.dedup();
+    // A check whose change was rolled back on one of its files is not applied.
+    let rolled: Vec<&str> = out.rolled_back.iter().map(|(id, _)| *id).collect();
+    out.applied.retain(|id| !rolled.contains(id));
+    out
 }
 
 fn fixes_of(items: &[Item]) -> Vec<Remediation> {
@@ -272,6 +336,8 @@ pub fn apply_batch_with(
         g.preflight(&changes[0].observed.bytes)
             .map_err(Error::usage)?;
     }
+    // A signal during the health probe before the change: stop before writing anything.
+    crate::signals::checkpoint()?;
     let reason = format!("{}CIS {}", opts.reason_prefix, ids.join(" "));
     let report = engine.transact(
         TxnKind::Remediate,
@@ -329,86 +395,119 @@ fn owner_ids(owner: &str) -> std::result::Result<(u32, u32), String> {
     Ok((uid, gid))
 }
 
-/// chmod/chown fixes: one transaction per file (same bytes, new metadata), no restart needed.
-pub fn apply_file_fixes(engine: &mut Engine, items: &[Item], out: &mut Outcome) -> Result<()> {
+/// The file fixes grouped by target path (sorted): one transaction per file.
+fn file_groups(items: &[Item]) -> Vec<(PathBuf, Vec<&Item>)> {
     let mut paths: Vec<PathBuf> = items
         .iter()
         .flat_map(|i| i.targets.iter().cloned())
         .collect();
     paths.sort();
     paths.dedup();
-    for path in paths {
-        let mine: Vec<&Item> = items.iter().filter(|i| i.targets.contains(&path)).collect();
+    paths
+        .into_iter()
+        .map(|p| {
+            let mine = items.iter().filter(|i| i.targets.contains(&p)).collect();
+            (p, mine)
+        })
+        .collect()
+}
+
+fn dir_note(path: &Path, mine: &[&Item], ids: &[&str]) -> String {
+    let cmds: Vec<String> = mine
+        .iter()
+        .flat_map(|i| i.fix.iter())
+        .filter_map(|f| match f {
+            Remediation::Chmod { mode } => Some(format!("chmod {mode:o} {}", path.display())),
+            Remediation::Chown { owner } => Some(format!("chown {owner} {}", path.display())),
+            _ => None,
+        })
+        .collect();
+    format!(
+        "{}: {} is a directory (not versioned); run by hand: {}",
+        ids.join(", "),
+        path.display(),
+        cmds.join("; ")
+    )
+}
+
+/// chmod/chown fixes: one transaction per file (same bytes, new metadata), no restart needed.
+/// An error stops them; the files not reached are recorded as not started.
+pub fn apply_file_fixes(engine: &mut Engine, items: &[Item], out: &mut Outcome) {
+    let groups = file_groups(items);
+    let mut rest = groups.iter();
+    for (path, mine) in rest.by_ref() {
         let ids: Vec<&'static str> = mine.iter().map(|i| i.id).collect();
         if path.is_dir() {
-            let cmds: Vec<String> = mine
-                .iter()
-                .flat_map(|i| i.fix.iter())
-                .filter_map(|f| match f {
-                    Remediation::Chmod { mode } => {
-                        Some(format!("chmod {mode:o} {}", path.display()))
-                    }
-                    Remediation::Chown { owner } => {
-                        Some(format!("chown {owner} {}", path.display()))
-                    }
-                    _ => None,
-                })
-                .collect();
-            out.notes.push(format!(
-                "{}: {} is a directory (not versioned); run by hand: {}",
-                ids.join(", "),
-                path.display(),
-                cmds.join("; ")
-            ));
+            out.notes.push(dir_note(path, mine, &ids));
             continue;
         }
-        let observed = match engine.observe(&path) {
-            Ok(o) => o,
-            Err(e) => {
-                out.notes.push(format!("{}: {e}", ids.join(", ")));
-                continue;
-            }
-        };
-        let (mut mode, mut uid, mut gid) =
-            (observed.state.mode, observed.state.uid, observed.state.gid);
-        let mut problem = None;
-        for f in mine.iter().flat_map(|i| i.fix.iter()) {
-            match f {
-                // "600 or more restrictive": keep only the allowed bits.
-                Remediation::Chmod { mode: allowed } => mode &= allowed,
-                Remediation::Chown { owner } => match owner_ids(owner) {
-                    Ok((u, g)) => (uid, gid) = (u, g),
-                    Err(e) => problem = Some(e),
-                },
-                _ => {}
-            }
+        if let Err(e) = file_fix(engine, path, mine, &ids, out) {
+            out.stop(&path.to_string_lossy(), ids, e);
+            break;
         }
-        if let Some(e) = problem {
-            out.notes
-                .push(format!("{}: {}: {e}", ids.join(", "), path.display()));
-            continue;
-        }
-        let bytes = observed.bytes.clone();
-        let report = engine.transact(
-            TxnKind::Remediate,
-            &format!("CIS {}", ids.join(" ")),
-            vec![Change {
-                observed,
-                after_bytes: bytes,
-                after_meta: Some((mode, uid, gid)),
-            }],
-            None,
-        )?;
-        if matches!(report.status, TxnStatus::Committed | TxnStatus::Noop) {
-            out.applied.extend(&ids);
-        }
-        out.attempts.push(Attempt {
-            report,
-            path: path.to_string_lossy().into_owned(),
-            checks: ids,
-            flags: Vec::new(),
-            gate: serde_json::json!({"skipped": true, "reason": "metadata only: no restart"}),
-        });
     }
+    for (path, mine) in rest {
+        let owned: Vec<Item> = mine.iter().map(|i| (*i).clone()).collect();
+        out.skip_rest(&path.to_string_lossy(), &owned);
+    }
+}
+
+/// One file's chmod/chown transaction.
+fn file_fix(
+    engine: &mut Engine,
+    path: &Path,
+    mine: &[&Item],
+    ids: &[&'static str],
+    out: &mut Outcome,
+) -> Result<()> {
+    let observed = match engine.observe(path) {
+        Ok(o) => o,
+        Err(e) => {
+            out.notes.push(format!("{}: {e}", ids.join(", ")));
+            return Ok(());
+        }
+    };
+    let (mut mode, mut uid, mut gid) =
+        (observed.state.mode, observed.state.uid, observed.state.gid);
+    for f in mine.iter().flat_map(|i| i.fix.iter()) {
+        match f {
+            // "600 or more restrictive": keep only the allowed bits.
+            Remediation::Chmod { mode: allowed } => mode &= allowed,
+            Remediation::Chown { owner } => match owner_ids(owner) {
+                Ok((u, g)) => (uid, gid) = (u, g),
+                Err(e) => {
+                    out.notes
+                        .push(format!("{}: {}: {e}", ids.join(", "), path.display()));
+                    return Ok(());
+                }
+            },
+            _ => {}
+        }
+    }
+    let bytes = observed.bytes.clone();
+    let report = engine.transact(
+        TxnKind::Remediate,
+        &format!("CIS {}", ids.join(" ")),
+        vec![Change {
+            observed,
+            after_bytes: bytes,
+            after_meta: Some((mode, uid, gid)),
+        }],
+        None,
+    )?;
+    match report.status {
+        TxnStatus::Committed | TxnStatus::Noop => out.applied.extend(ids),
+        TxnStatus::RolledBack => out
+            .rolled_back
+            .extend(ids.iter().map(|id| (*id, report.reason.clone()))),
+        TxnStatus::RollbackFailed => out.critical = Some(report.reason.clone()),
+    }
+    out.attempts.push(Attempt {
+        report,
+        path: path.to_string_lossy().into_owned(),
+        checks: ids.to_vec(),
+        flags: Vec::new(),
+        gate: serde_json::json!({"skipped": true, "reason": "metadata only: no restart"}),
+    });
     Ok(())
 }

@@ -2,17 +2,29 @@ use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::fsys::{Fs, Kind};
 use crate::journal::record::{hash_hex, Hash};
+use std::collections::HashSet;
 use std::io::{self, ErrorKind};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 const ZSTD_LEVEL: i32 = 3;
 /// Manifests are kilobytes; anything this large is not something we stored.
 const MAX_OBJECT_BYTES: usize = 64 << 20;
 
+/// Presence rule: an object file is trusted only once it is known durable. It is when this
+/// process wrote it (data fsync, rename, directory fsync all returned Ok), re-synced and checked
+/// it (see [`ObjectStore::put`]), or when a durable journal record refers to it: the protocol
+/// stores an object before it writes any record naming it ([`ObjectStore::put_recorded`]). A file
+/// left by a run whose fsync failed is therefore never trusted as it is.
 pub struct ObjectStore {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
+    /// Objects this process made or found durable.
+    synced: Mutex<HashSet<Hash>>,
+    /// `objects/` itself was fsynced by this process (after which every fan-out directory
+    /// entry in it that existed then is durable).
+    root_synced: AtomicBool,
 }
 
 pub fn hash_bytes(bytes: &[u8]) -> Hash {
@@ -21,7 +33,12 @@ pub fn hash_bytes(bytes: &[u8]) -> Hash {
 
 impl ObjectStore {
     pub fn new(fs: Arc<dyn Fs>, dir: PathBuf) -> Self {
-        ObjectStore { fs, dir }
+        ObjectStore {
+            fs,
+            dir,
+            synced: Mutex::new(HashSet::new()),
+            root_synced: AtomicBool::new(false),
+        }
     }
 
     fn subdir(&self, hex: &str) -> PathBuf {
@@ -68,43 +85,166 @@ impl ObjectStore {
         }
     }
 
+    fn is_synced(&self, hash: &Hash) -> bool {
+        self.synced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(hash)
+    }
+
+    fn mark_synced(&self, hash: Hash) {
+        self.synced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash);
+    }
+
     /// Store `bytes` durably (temp, fsync, rename, fsync dir) unless present; returns the key.
+    /// An object file that is there but not known durable (an earlier run may have died, or
+    /// seen an fsync fail, before its rename reached the disk) is checked against its hash and
+    /// fsynced with its directories before it is trusted; one that does not check is rewritten.
     pub fn put(&self, bytes: &[u8]) -> Result<Hash> {
         let hash = hash_bytes(bytes);
-        if self.exists(&hash)? {
+        if self.is_synced(&hash) && self.exists(&hash)? {
             return Ok(hash);
         }
-        let hex = hash_hex(&hash);
+        if self.exists(&hash)? {
+            if self.get(&hash).is_ok() {
+                self.resync(&hash)?;
+                self.mark_synced(hash);
+                return Ok(hash);
+            }
+            let path = self.path_of(&hash);
+            self.fs
+                .remove_file(&path)
+                .ctx(|| format!("removing damaged object {}", path.display()))?;
+        }
+        self.write_new(bytes, &hash)?;
+        self.mark_synced(hash);
+        Ok(hash)
+    }
+
+    /// [`put`](ObjectStore::put) for a content a durable journal record already names: the
+    /// object was durable before that record was written, so it is trusted if it is there (and
+    /// written again if it is missing).
+    pub fn put_recorded(&self, bytes: &[u8]) -> Result<Hash> {
+        let hash = hash_bytes(bytes);
+        if self.exists(&hash)? {
+            self.mark_synced(hash);
+            return Ok(hash);
+        }
+        self.put(bytes)
+    }
+
+    /// fsync an existing object, its fan-out directory and the objects directory.
+    fn resync(&self, hash: &Hash) -> Result<()> {
+        let path = self.path_of(hash);
+        let sub = self.subdir(&hash_hex(hash));
+        self.fs
+            .open_append(&path)
+            .and_then(|mut f| f.sync())
+            .ctx(|| format!("fsync object {}", path.display()))?;
+        self.fs
+            .sync_dir(&sub)
+            .ctx(|| format!("fsync {}", sub.display()))?;
+        self.sync_root(false)
+    }
+
+    /// fsync `objects/` if a fan-out directory was just created in it (`created`) or this
+    /// process has not yet: an earlier run may have created one and failed to sync it.
+    fn sync_root(&self, created: bool) -> Result<()> {
+        if created || !self.root_synced.load(Ordering::Relaxed) {
+            self.fs
+                .sync_dir(&self.dir)
+                .ctx(|| format!("fsync {}", self.dir.display()))?;
+            self.root_synced.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn write_new(&self, bytes: &[u8], hash: &Hash) -> Result<()> {
+        let hex = hash_hex(hash);
         let sub = self.subdir(&hex);
         match self.fs.create_dir(&sub, 0o700) {
-            Ok(()) => self
-                .fs
-                .sync_dir(&self.dir)
-                .ctx(|| format!("fsync {}", self.dir.display()))?,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Ok(()) => self.sync_root(true)?,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => self.sync_root(false)?,
             Err(e) => return Err(e).ctx(|| format!("creating {}", sub.display())),
         }
         let compressed =
             zstd::bulk::compress(bytes, ZSTD_LEVEL).ctx(|| "compressing an object".to_string())?;
         // We hold the state lock, so a temp with this name can only be a crashed run's leftover.
-        let temp = sub.join(format!(".{}.tmp", &hex[2..]));
+        let temp = temp_path(&sub, &hex);
         let _ = self.fs.remove_file(&temp);
         let write = || -> io::Result<()> {
             let mut f = self.fs.create_new(&temp, 0o600)?;
             f.write_all(&compressed)?;
             f.sync()
         };
-        write().ctx(|| format!("writing object {}", temp.display()))?;
+        if let Err(e) = write() {
+            // Leave no temp behind (a later recovery would remove it too).
+            let _ = self.fs.remove_file(&temp);
+            return Err(e).ctx(|| format!("writing object {}", temp.display()));
+        }
         failpoint::hit("store.object_temp_synced");
-        let dest = self.path_of(&hash);
+        let dest = self.path_of(hash);
         self.fs
             .rename(&temp, &dest)
             .ctx(|| format!("renaming object into {}", dest.display()))?;
         failpoint::hit("store.object_renamed");
         self.fs
             .sync_dir(&sub)
-            .ctx(|| format!("fsync {}", sub.display()))?;
-        Ok(hash)
+            .ctx(|| format!("fsync {}", sub.display()))
+    }
+
+    /// Temp files (`objects/XX/.<hash>.tmp`) a run cut short while storing an object left.
+    pub fn leftover_temps(&self) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        let subs = match self.fs.list_dir(&self.dir) {
+            Ok(s) => s,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).ctx(|| format!("listing {}", self.dir.display())),
+        };
+        for name in subs {
+            let sub = self.dir.join(&name);
+            match self.fs.metadata(&sub) {
+                Ok(m) if m.kind == Kind::Dir => {}
+                _ => continue,
+            }
+            let names = self
+                .fs
+                .list_dir(&sub)
+                .ctx(|| format!("listing {}", sub.display()))?;
+            out.extend(
+                names
+                    .into_iter()
+                    .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
+                    .map(|n| sub.join(n)),
+            );
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Remove the [`leftover_temps`](ObjectStore::leftover_temps) (under the state lock, no
+    /// other run can be writing them); returns what was removed.
+    pub fn remove_leftover_temps(&self) -> Result<Vec<PathBuf>> {
+        let temps = self.leftover_temps()?;
+        let mut dirs = Vec::new();
+        for t in &temps {
+            self.fs
+                .remove_file(t)
+                .ctx(|| format!("removing leftover temp {}", t.display()))?;
+            if let Some(d) = t.parent() {
+                dirs.push(d.to_path_buf());
+            }
+        }
+        dirs.dedup();
+        for d in dirs {
+            self.fs
+                .sync_dir(&d)
+                .ctx(|| format!("fsync {}", d.display()))?;
+        }
+        Ok(temps)
     }
 
     /// Read an object back; its content must hash to its name.
@@ -138,6 +278,10 @@ impl ObjectStore {
             .ctx(|| format!("stat object {}", path.display()))?
             .len)
     }
+}
+
+fn temp_path(sub: &Path, hex: &str) -> PathBuf {
+    sub.join(format!(".{}.tmp", &hex[2..]))
 }
 
 fn decompress(raw: &[u8]) -> io::Result<Vec<u8>> {

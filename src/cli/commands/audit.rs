@@ -3,7 +3,7 @@
 
 use crate::cis::{self, report, AuditOptions, BenchmarkId};
 use crate::cli::args::OutputFormat;
-use crate::cli::context::{absolute, Ctx};
+use crate::cli::context::{absolute, checked_manifests_dir, Ctx};
 use crate::cli::output::Outcome;
 use crate::error::{Error, Result};
 use std::io::IsTerminal;
@@ -49,10 +49,10 @@ pub fn audit_with(
             )))
         }
     };
-    let mut opts = AuditOptions::new(
-        absolute(&ctx.global.manifests_dir)?,
-        absolute(&ctx.global.kubernetes_dir)?,
-    );
+    let manifests_dir = absolute(&ctx.global.manifests_dir)?;
+    // A missing or unreadable folder is an error, not a FAIL for every check that reads it.
+    checked_manifests_dir(&manifests_dir)?;
+    let mut opts = AuditOptions::new(manifests_dir, absolute(&ctx.global.kubernetes_dir)?);
     opts.benchmark = benchmark
         .map(BenchmarkId::parse)
         .transpose()

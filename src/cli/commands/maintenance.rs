@@ -54,7 +54,10 @@ pub fn snapshot(ctx: &Ctx, manifests: &[String]) -> Result<Outcome> {
             // A symlink or directory in the folder is reported, not fatal, for a whole-dir snapshot.
             if let Ok(m) = ctx.fs.metadata(&p) {
                 if m.kind != Kind::File {
-                    eprintln!("kubeharden: skipping {} (not a regular file)", p.display());
+                    crate::cli::output::say(format_args!(
+                        "skipping {} (not a regular file)",
+                        p.display()
+                    ));
                     continue;
                 }
             }
@@ -110,7 +113,8 @@ pub fn recover(ctx: &Ctx, policy: Policy, gate: &crate::cli::args::GateArgs) -> 
     Ok(Outcome::new(json, text).with_code(code))
 }
 
-pub fn status(ctx: &Ctx) -> Result<Outcome> {
+/// `status`; with `exit_code`, exit 1 when a transaction is incomplete or a file drifted.
+pub fn status(ctx: &Ctx, exit_code: bool) -> Result<Outcome> {
     let Some(view) = ctx.open_read_only()? else {
         let json = json!({"incomplete": [], "drift": [], "last_txn": null, "store_bytes": 0, "versions": 0});
         return Ok(Outcome::new(json, "no state yet (nothing recorded)\n"));
@@ -200,20 +204,33 @@ pub fn status(ctx: &Ctx) -> Result<Outcome> {
     }
     let json = json!({"incomplete": incomplete, "drift": drift, "last_txn": last_txn, "store_bytes": store_bytes, "versions": versions,
         "external_changes": removals.iter().map(|r| r.json()).collect::<Vec<_>>()});
-    Ok(Outcome::new(json, text))
+    let attention = !incomplete.is_empty() || !drift.is_empty();
+    Ok(Outcome::new(json, text).with_code(i32::from(exit_code && attention)))
 }
 
 pub fn verify(ctx: &Ctx, repair: bool) -> Result<Outcome> {
-    if !crate::engine::state::prepare(ctx.fs.as_ref(), &ctx.paths, false)? {
+    if !ctx.prepare_state(false)? {
         return Ok(Outcome::new(
             json!({"ok": true, "records": 0, "objects": 0}),
             "no state yet\n",
         ));
     }
-    let _lock = crate::engine::state::lock(
-        &ctx.paths,
-        std::time::Duration::from_secs(ctx.global.lock_timeout),
-    )?;
+    // The catalog is compared (and with --repair rewritten) under the exclusive lock, waited
+    // for as before. A state dir that cannot be written is checked without it (shared lock, or
+    // none); --repair then fails opening the lock, with the reason.
+    let wait = || {
+        crate::engine::state::lock(
+            &ctx.paths,
+            std::time::Duration::from_secs(ctx.global.lock_timeout),
+        )
+        .map(crate::engine::state::ReadLock::Exclusive)
+    };
+    let lock = match crate::engine::state::read_lock(&ctx.paths)? {
+        crate::engine::state::ReadLock::Busy => wait()?,
+        crate::engine::state::ReadLock::ReadOnly { .. } if repair => wait()?,
+        l => l,
+    };
+    let read_only = matches!(lock, crate::engine::state::ReadLock::ReadOnly { .. });
     let start = wal::Position {
         segment: 1,
         offset: SEGMENT_HEADER_LEN as u64,
@@ -252,6 +269,17 @@ pub fn verify(ctx: &Ctx, repair: bool) -> Result<Outcome> {
             "journal: torn tail at segment {} offset {} ({} bytes, {}); the next mutating command cuts it\n",
             t.segment, t.offset, t.dropped, t.reason
         ));
+    }
+    if read_only {
+        text.push_str(
+            "catalog: not compared (the state directory cannot be written; read-only commands \
+             rebuild it in memory from the journal)\n",
+        );
+        let json = json!({
+            "ok": true, "records": scan.records.len(), "objects": hashes.len(),
+            "torn_tail": scan.torn.is_some(), "catalog_repaired": false, "read_only": true,
+        });
+        return Ok(Outcome::new(json, text));
     }
     let expected = rebuilt.dump()?;
     let on_disk = (|| {

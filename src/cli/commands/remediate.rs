@@ -7,7 +7,7 @@ use crate::cli::args::GateArgs;
 use crate::cli::context::{absolute, stop_on_conflict, Ctx};
 use crate::cli::output::{unified_diff, Outcome};
 use crate::error::{Error, Result};
-use crate::remediate::{self, build, Env, GateWithJson, Plan};
+use crate::remediate::{self, build, CheckFate, Env, GateWithJson, Plan};
 use serde_json::json;
 use std::path::Path;
 
@@ -116,12 +116,13 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
     if a.all != a.checks.is_empty() {
         return Err(Error::usage("give either --all or --check ID (repeatable)"));
     }
+    let dir = ctx.manifests_dir()?;
     if a.dry_run {
         let before = audit(ctx, a.benchmark, a.hardening.as_ref())?;
         let (checks, all) = selection(&a, &before);
-        let plan = remediate::plan(&before, &checks, all)?;
+        let plan = remediate::plan(&before, &checks, all, &dir)?;
         for w in &plan.warnings {
-            eprintln!("kubeharden: warning: {w}");
+            crate::cli::output::say(format_args!("warning: {w}"));
         }
         return dry_run(ctx, &plan);
     }
@@ -130,15 +131,15 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
     gated::build(a.gate, None)?;
     let early = audit(ctx, a.benchmark, a.hardening.as_ref())?;
     let (checks, all) = selection(&a, &early);
-    remediate::plan(&early, &checks, all)?;
+    remediate::plan(&early, &checks, all, &dir)?;
     // Recover first: the plan must see the manifests as recovery leaves them.
     let mut locked = ctx.open_mutating()?;
     stop_on_conflict(&locked.report)?;
     let before = audit(ctx, a.benchmark, a.hardening.as_ref())?;
     let (checks, all) = selection(&a, &before);
-    let plan = remediate::plan(&before, &checks, all)?;
+    let plan = remediate::plan(&before, &checks, all, &dir)?;
     for w in &plan.warnings {
-        eprintln!("kubeharden: warning: {w}");
+        crate::cli::output::say(format_args!("warning: {w}"));
     }
     let gate_args = a.gate.clone();
     let make_gate = move || -> Result<Option<Box<dyn GateWithJson>>> {
@@ -149,17 +150,8 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
         kubernetes_dir: &kd,
         gate: &make_gate,
     };
-    let engine = &mut locked.engine;
-    let mut out = remediate::Outcome::default();
-    for (component, path, items) in &plan.batches {
-        remediate::apply_batch(engine, &env, *component, path, items, &mut out)?;
-    }
-    if out.critical.is_none() {
-        remediate::apply_file_fixes(engine, &plan.file_items, &mut out)?;
-    }
+    let out = remediate::run(&mut locked.engine, &env, &plan);
     drop(locked);
-    out.applied.sort_unstable();
-    out.applied.dedup();
 
     let after = audit(ctx, Some(before.benchmark.name()), a.hardening.as_ref()).ok();
     let still_failing: Vec<&str> = after
@@ -172,34 +164,143 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
                 .collect()
         })
         .unwrap_or_default();
-    let entries: Vec<_> = out
-        .attempts
+    if let Some(c) = &out.critical {
+        crate::cli::output::say(c);
+    }
+    if let Some(s) = &out.stopped {
+        crate::cli::output::say(stopped_message(&out, s));
+    }
+    let mut json = report_json(&out, &plan);
+    json["benchmark"] = json!(before.benchmark.name());
+    json["still_failing"] = json!(still_failing);
+    let mut text = report_text(&out, &plan);
+    if !still_failing.is_empty() {
+        text.push_str(&format!(
+            "still failing after the change: {}\n",
+            still_failing.join(" ")
+        ));
+    }
+    Ok(Outcome::new(json, text).with_code(out.exit_code()))
+}
+
+/// The one-paragraph account of an error that stopped a run: what committed before it, what
+/// did not start after it.
+pub fn stopped_message(out: &remediate::Outcome, s: &remediate::outcome::Stopped) -> String {
+    let committed = out.committed();
+    let before = if committed.is_empty() && !out.wrote_anything() {
+        "nothing was changed".to_string()
+    } else if committed.is_empty() {
+        "no transaction committed before it (the ones that ran were rolled back)".to_string()
+    } else {
+        format!(
+            "transactions {} committed before it and stay in place",
+            committed
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let after = if out.not_started.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; not started: {}",
+            out.not_started
+                .iter()
+                .map(|n| format!("{} ({})", n.path, n.checks.join(" ")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    format!(
+        "stopped at {} ({}): {}; {before}{after}",
+        s.path,
+        s.checks.join(" "),
+        s.error
+    )
+}
+
+fn txn_entry(t: &remediate::Attempt) -> serde_json::Value {
+    let before = t
+        .report
+        .files
+        .first()
+        .map(|f| f.before)
+        .unwrap_or(crate::journal::record::FileState::absent());
+    let after = t.report.files.first().map(|f| f.after).unwrap_or(before);
+    let mut e = txn_json(
+        &t.report,
+        t.report.status.as_str(),
+        &t.path,
+        (&before, &after),
+        &t.flags,
+        t.gate.clone(),
+        &format!("CIS {}", t.checks.join(" ")),
+    );
+    e["checks"] = json!(t.checks);
+    e
+}
+
+/// Every planned check, in plan order.
+fn planned_ids(plan: &Plan) -> Vec<&'static str> {
+    plan.batches
         .iter()
-        .map(|t| {
-            let before = t
-                .report
-                .files
-                .first()
-                .map(|f| f.before)
-                .unwrap_or(crate::journal::record::FileState::absent());
-            let after = t.report.files.first().map(|f| f.after).unwrap_or(before);
-            let mut e = txn_json(
-                &t.report,
-                t.report.status.as_str(),
-                &t.path,
-                (&before, &after),
-                &t.flags,
-                t.gate.clone(),
-                &format!("CIS {}", t.checks.join(" ")),
-            );
-            e["checks"] = json!(t.checks);
-            e
+        .flat_map(|(_, _, items)| items.iter())
+        .chain(&plan.file_items)
+        .map(|i| i.id)
+        .collect()
+}
+
+/// The JSON of a run: every transaction, per check what happened, what did not start, and the
+/// error that stopped it (null when none).
+pub fn report_json(out: &remediate::Outcome, plan: &Plan) -> serde_json::Value {
+    let checks: Vec<_> = planned_ids(plan)
+        .into_iter()
+        .map(|id| {
+            let f = out.fate(id);
+            let reason = match &f {
+                CheckFate::RolledBack(_, why) | CheckFate::Failed(why) => Some(why.clone()),
+                _ => None,
+            };
+            json!({"check": id, "result": f.name(), "txn": f.txn(), "reason": reason})
         })
         .collect();
+    json!({
+        "transactions": out.attempts.iter().map(txn_entry).collect::<Vec<_>>(),
+        "committed": out.committed(),
+        "checks": checks,
+        "applied": out.applied,
+        "rolled_back": out.rolled_back.iter().map(|(id, why)| json!({"check": id, "reason": why})).collect::<Vec<_>>(),
+        "skipped": plan.skipped.iter().map(|(id, why)| json!({"check": id, "reason": why})).collect::<Vec<_>>(),
+        "not_started": out.not_started.iter().map(|n| json!({"path": n.path, "checks": n.checks})).collect::<Vec<_>>(),
+        "error": out.stopped.as_ref().map(|s| json!({
+            "message": stopped_message(out, s), "cause": s.error.to_string(),
+            "path": s.path, "checks": s.checks, "exit_code": s.error.exit_code(),
+        })),
+        "critical": out.critical,
+        "notes": out.notes,
+        // Restarts the transactions asked of the kubelet: one per gated change, one more per
+        // rollback.
+        "restarts": out.attempts.iter().filter(|t| !t.gate["skipped"].as_bool().unwrap_or(false)).map(|t| match t.report.status {
+            crate::engine::txn::TxnStatus::Noop => 0,
+            crate::engine::txn::TxnStatus::Committed => 1,
+            _ => 2,
+        }).sum::<usize>(),
+        "exit_code": out.exit_code(),
+    })
+}
+
+/// The text of a run: one line per transaction with its id, then one line per check.
+pub fn report_text(out: &remediate::Outcome, plan: &Plan) -> String {
     let mut text = String::new();
     for t in &out.attempts {
+        let txn = t
+            .report
+            .txn
+            .map_or_else(|| "-".to_string(), |n| n.to_string());
         text.push_str(&format!(
-            "{} {}: {} ({})\n",
+            "transaction {txn} {} {}: {} ({})\n",
             t.report.status.as_str(),
             t.path,
             t.checks.join(" "),
@@ -210,54 +311,36 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
             }
         ));
     }
-    text.push_str(&format!(
-        "applied: {}\n",
-        if out.applied.is_empty() {
-            "none".into()
-        } else {
-            out.applied.join(" ")
-        }
-    ));
-    for (id, why) in &out.rolled_back {
-        text.push_str(&format!("rolled back {id}: {why}\n"));
+    if out.attempts.is_empty() {
+        text.push_str("no transaction ran\n");
+    }
+    for id in planned_ids(plan) {
+        let f = out.fate(id);
+        let what = match &f {
+            CheckFate::Committed(t) => format!("committed in transaction {t}"),
+            CheckFate::Unchanged => "already so; nothing written".into(),
+            CheckFate::RolledBack(t, why) => format!(
+                "rolled back (transaction {}): {why}",
+                t.map_or_else(|| "-".into(), |n| n.to_string())
+            ),
+            CheckFate::RollbackFailed(t) => format!(
+                "CRITICAL: rollback failed (transaction {})",
+                t.map_or_else(|| "-".into(), |n| n.to_string())
+            ),
+            CheckFate::Failed(why) => format!("failed, nothing written: {why}"),
+            CheckFate::NotStarted => "not started (the run stopped before it)".into(),
+            CheckFate::NotApplied => "not applied (see the notes)".into(),
+        };
+        text.push_str(&format!("{id:<8} {what}\n"));
     }
     for (id, why) in &plan.skipped {
-        text.push_str(&format!("skipped {id}: {why}\n"));
+        text.push_str(&format!("{id:<8} skipped: {why}\n"));
     }
     for n in &out.notes {
         text.push_str(&format!("note: {n}\n"));
     }
-    if !still_failing.is_empty() {
-        text.push_str(&format!(
-            "still failing after the change: {}\n",
-            still_failing.join(" ")
-        ));
+    if let Some(s) = &out.stopped {
+        text.push_str(&format!("error: {}\n", stopped_message(out, s)));
     }
-    if let Some(c) = &out.critical {
-        eprintln!("kubeharden: {c}");
-    }
-    let code = if out.critical.is_some() {
-        4
-    } else if out.rolled_back.is_empty() {
-        0
-    } else {
-        3
-    };
-    let json = json!({
-        "benchmark": before.benchmark.name(),
-        "transactions": entries,
-        "applied": out.applied,
-        "rolled_back": out.rolled_back.iter().map(|(id, why)| json!({"check": id, "reason": why})).collect::<Vec<_>>(),
-        "skipped": plan.skipped.iter().map(|(id, why)| json!({"check": id, "reason": why})).collect::<Vec<_>>(),
-        "notes": out.notes,
-        "still_failing": still_failing,
-        // Restarts the transactions asked of the kubelet: one per gated change, one more per
-        // rollback.
-        "restarts": out.attempts.iter().filter(|t| !t.gate["skipped"].as_bool().unwrap_or(false)).map(|t| match t.report.status {
-            crate::engine::txn::TxnStatus::Noop => 0,
-            crate::engine::txn::TxnStatus::Committed => 1,
-            _ => 2,
-        }).sum::<usize>(),
-    });
-    Ok(Outcome::new(json, text).with_code(code))
+    text
 }

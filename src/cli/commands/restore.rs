@@ -50,8 +50,11 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
         after_bytes: target,
         after_meta: Some((row.state.mode, row.state.uid, row.state.gid)),
     };
-    let gated::Gated { report, gate } =
-        gated::transact(engine, TxnKind::Restore, &reason, vec![change], gate)?;
+    let gated::Gated {
+        report,
+        gate,
+        summary: gate_summary,
+    } = gated::transact(engine, TxnKind::Restore, &reason, vec![change], gate)?;
     let after = report.files.first().map_or(before, |f| f.after);
     let entry = txn_json(
         &report,
@@ -62,7 +65,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
         gate,
         &reason,
     );
-    let text = summary(&report, &key);
+    let text = summary(&report, &key) + &gate_summary;
     Ok(outcome(vec![entry], text, exit_code(report.status)))
 }
 
