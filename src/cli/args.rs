@@ -13,8 +13,10 @@ every version a manifest ever had is kept (history, show, diff, restore), a cras
 mid-change is recovered at the next start, and nothing is overwritten before its exact bytes are \
 stored.\n\nExit codes: 0 done, 1 audit found a failing check, 2 usage error or bad input (nothing \
 changed), 3 change rolled back or recovery conflict, 4 CRITICAL rollback failed, 5 state lock busy, \
-6 integrity error in the store, 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM (the change \
-was rolled back, or after a second signal left to 'kubeharden recover').",
+6 integrity error in the store, 7 I/O error from the operating system (the message names the file \
+and the errno and says what is on disk now; see docs/errors.md), 129/130/143 interrupted by \
+SIGHUP/SIGINT/SIGTERM (the change was rolled back, or after a second signal left to 'kubeharden \
+recover').",
     arg_required_else_help = true
 )]
 pub struct Cli {
@@ -79,6 +81,14 @@ pub struct Global {
 pub enum OutputFormat {
     Text,
     Json,
+}
+
+/// `status --format`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFormat {
+    Text,
+    Json,
+    Prometheus,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,9 +170,12 @@ pub enum Command {
         /// Check id (1.2.15) or group (1.2); repeatable or comma-separated.
         #[arg(long = "check", value_name = "ID", value_delimiter = ',')]
         checks: Vec<String>,
-        /// Output form (default: -o's; junit for CI).
+        /// Output form (default: -o's; junit for CI; kube-bench-json, prometheus for fleets).
         #[arg(long, value_enum)]
         format: Option<super::commands::audit::AuditFormat>,
+        /// Write Prometheus metrics to DIR/kubeharden.prom atomically (node_exporter textfile).
+        #[arg(long, value_name = "DIR")]
+        textfile: Option<PathBuf>,
         /// Hardening file whose waivers and selection apply (default: /etc/kubeharden/hardening.yaml if it exists).
         #[arg(short = 'f', long = "file", value_name = "FILE")]
         file: Option<PathBuf>,
@@ -255,12 +268,40 @@ pub enum Command {
         #[command(flatten)]
         gate: GateArgs,
     },
+    /// Transactions: id, time, kind, reason, files, status and what the gate decided.
+    Log {
+        /// Only the transactions that touched this file.
+        manifest: Option<String>,
+        /// One transaction in full: each file's mode/owner change and diff, the gate's result.
+        #[arg(long, value_name = "N")]
+        txn: Option<String>,
+    },
+    /// Drop old versions' contents from the store (journaled): keep per file the last N
+    /// versions and/or those of the last D days; never the latest, a baseline, or what an
+    /// incomplete transaction needs.
+    Prune {
+        /// Versions to keep per file (the latest is always kept).
+        #[arg(long, value_name = "N")]
+        keep: Option<u64>,
+        /// Keep every version that was on disk during the last D days.
+        #[arg(long, value_name = "D")]
+        keep_days: Option<u64>,
+        /// Print what would be dropped; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Incomplete transactions, drift, last transaction, store size.
     Status {
         /// Exit 1 when a transaction is incomplete or a file drifted (changed, missing or
         /// untracked), for monitoring; 0 when all is as recorded.
         #[arg(long)]
         exit_code: bool,
+        /// prometheus: node_exporter textfile lines (with the audit's check metrics).
+        #[arg(long, value_enum)]
+        format: Option<StatusFormat>,
+        /// Write Prometheus metrics to DIR/kubeharden.prom atomically (node_exporter textfile).
+        #[arg(long, value_name = "DIR")]
+        textfile: Option<PathBuf>,
     },
     /// Check journal checksums, object hashes, and the catalog against the journal.
     Verify {

@@ -46,10 +46,18 @@ pub fn run(cli: Cli) -> Result<i32> {
             benchmark,
             checks,
             format: form,
+            textfile,
             file,
         } => {
             let h = crate::hardening::for_reading(file.as_deref())?;
-            commands::audit::audit_with(&ctx, benchmark.as_deref(), &checks, form, h.as_ref())?
+            commands::audit::audit(
+                &ctx,
+                benchmark.as_deref(),
+                &checks,
+                form,
+                textfile.as_deref(),
+                h.as_ref(),
+            )?
         }
         Command::Remediate {
             checks,
@@ -98,7 +106,26 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
         )?,
         Command::Recover { policy: p, gate } => maintenance::recover(&ctx, policy(p), &gate)?,
-        Command::Status { exit_code } => maintenance::status(&ctx, exit_code)?,
+        Command::Log { manifest, txn } => {
+            commands::log::log(&ctx, manifest.as_deref(), txn.as_deref())?
+        }
+        Command::Prune {
+            keep,
+            keep_days,
+            dry_run,
+        } => commands::prune::prune(
+            &ctx,
+            commands::prune::PruneArgs {
+                keep,
+                keep_days,
+                dry_run,
+            },
+        )?,
+        Command::Status {
+            exit_code,
+            format,
+            textfile,
+        } => maintenance::status_as(&ctx, exit_code, format, textfile.as_deref())?,
         Command::Verify { repair } => maintenance::verify(&ctx, repair)?,
         Command::Set {
             manifest,
@@ -177,7 +204,8 @@ fn changes_manifests(command: &Command) -> bool {
     match command {
         Command::Set { dry_run, .. }
         | Command::Restore { dry_run, .. }
-        | Command::Remediate { dry_run, .. } => !dry_run,
+        | Command::Remediate { dry_run, .. }
+        | Command::Apply { dry_run, .. } => !dry_run,
         Command::Recover { .. } => true,
         _ => false,
     }

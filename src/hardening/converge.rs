@@ -204,7 +204,7 @@ pub fn run(engine: &mut Engine, h: &Hardening, t: &Target, p: &Planned) -> remed
             format!("apply {}: ", h.path.display())
         },
     };
-    remediate::run_with(engine, &env, &opts, &p.plan)
+    remediate::run(engine, &env, &opts, &p.plan)
 }
 
 /// Did the run change anything on disk?

@@ -1,20 +1,19 @@
 //! snapshot, recover, status, verify: recording, resolving and checking the state.
 
-use crate::catalog::Catalog;
-use crate::cli::context::{stop_on_conflict, Ctx};
+use crate::cis::prometheus::{self, StateMetrics};
+use crate::cis::AuditOptions;
+use crate::cli::args::{OutputFormat, StatusFormat};
+use crate::cli::context::{absolute, stop_on_conflict, Ctx};
 use crate::cli::output::Outcome;
 use crate::cli::time::fmt_time;
 use crate::engine::observe::read_file;
 use crate::engine::recovery::Policy;
-use crate::engine::Unrecovered;
 use crate::error::{Error, IoContext, Result};
 use crate::fsys::Kind;
-use crate::journal::format::SEGMENT_HEADER_LEN;
-use crate::journal::record::{hash_hex, Hash};
-use crate::journal::wal;
+use crate::journal::record::hash_hex;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn is_manifest_name(name: &str) -> bool {
     !name.starts_with('.') && [".yaml", ".yml", ".json"].iter().any(|s| name.ends_with(s))
@@ -208,113 +207,84 @@ pub fn status(ctx: &Ctx, exit_code: bool) -> Result<Outcome> {
     Ok(Outcome::new(json, text).with_code(i32::from(exit_code && attention)))
 }
 
-pub fn verify(ctx: &Ctx, repair: bool) -> Result<Outcome> {
-    if !ctx.prepare_state(false)? {
-        return Ok(Outcome::new(
-            json!({"ok": true, "records": 0, "objects": 0}),
-            "no state yet\n",
-        ));
-    }
-    // The catalog is compared (and with --repair rewritten) under the exclusive lock, waited
-    // for as before. A state dir that cannot be written is checked without it (shared lock, or
-    // none); --repair then fails opening the lock, with the reason.
-    let wait = || {
-        crate::engine::state::lock(
-            &ctx.paths,
-            std::time::Duration::from_secs(ctx.global.lock_timeout),
-        )
-        .map(crate::engine::state::ReadLock::Exclusive)
+/// `status [--format text|json|prometheus] [--textfile DIR]`.
+pub fn status_as(
+    ctx: &Ctx,
+    exit_code: bool,
+    format: Option<StatusFormat>,
+    textfile: Option<&Path>,
+) -> Result<Outcome> {
+    let global_json = ctx.global.output == OutputFormat::Json;
+    // --exit-code: the status's own code, whatever the form.
+    let code = || -> Result<i32> {
+        Ok(if exit_code {
+            status(ctx, true)?.code
+        } else {
+            0
+        })
     };
-    let lock = match crate::engine::state::read_lock(&ctx.paths)? {
-        crate::engine::state::ReadLock::Busy => wait()?,
-        crate::engine::state::ReadLock::ReadOnly { .. } if repair => wait()?,
-        l => l,
-    };
-    let read_only = matches!(lock, crate::engine::state::ReadLock::ReadOnly { .. });
-    let start = wal::Position {
-        segment: 1,
-        offset: SEGMENT_HEADER_LEN as u64,
-    };
-    // Every record's checksum, from the first segment on; corruption is exit 6 here.
-    let scan = wal::scan_from(ctx.fs.as_ref(), &ctx.paths.journal, start)?;
-    let store = crate::store::ObjectStore::new(ctx.fs.clone(), ctx.paths.objects.clone());
-    let mut rebuilt = Catalog::open_in_memory()?;
-    rebuilt.apply(&scan.records, &|h| store.stored_size(h).unwrap_or(0))?;
-    // Every object any version or transaction names must read back to its hash.
-    let mut hashes: BTreeSet<Hash> = BTreeSet::new();
-    for r in &scan.records {
-        match &r.decoded.record {
-            crate::journal::record::Record::Version(v) => {
-                hashes.insert(v.state.hash);
-            }
-            crate::journal::record::Record::Begin(b) => {
-                for f in &b.files {
-                    hashes.insert(f.before.hash);
-                    hashes.insert(f.after.hash);
-                }
-            }
-            _ => {}
+    let out = match (format, textfile) {
+        (None | Some(StatusFormat::Prometheus), Some(dir)) => {
+            super::audit::write_textfile(dir, &node_metrics(ctx)?)
         }
-    }
-    for h in &hashes {
-        store.get(h)?;
-    }
-    let mut text = format!(
-        "journal: {} records, checksums ok\nobjects: {} checked, hashes ok\n",
-        scan.records.len(),
-        hashes.len()
-    );
-    if let Some(t) = &scan.torn {
-        text.push_str(&format!(
-            "journal: torn tail at segment {} offset {} ({} bytes, {}); the next mutating command cuts it\n",
-            t.segment, t.offset, t.dropped, t.reason
-        ));
-    }
-    if read_only {
-        text.push_str(
-            "catalog: not compared (the state directory cannot be written; read-only commands \
-             rebuild it in memory from the journal)\n",
-        );
-        let json = json!({
-            "ok": true, "records": scan.records.len(), "objects": hashes.len(),
-            "torn_tail": scan.torn.is_some(), "catalog_repaired": false, "read_only": true,
-        });
-        return Ok(Outcome::new(json, text));
-    }
-    let expected = rebuilt.dump()?;
-    let on_disk = (|| {
-        let catalog = Catalog::open(&ctx.paths.catalog)?;
-        let mut un = Unrecovered::open(ctx.fs.clone(), ctx.paths.clone(), catalog, true)?;
-        un.catch_up_catalog()?;
-        un.catalog().dump()
-    })();
-    let agrees = matches!(&on_disk, Ok(d) if *d == expected);
-    let mut repaired = false;
-    if !agrees {
-        if !repair {
-            return Err(Error::integrity(format!(
-                "{text}catalog: disagrees with the journal; run 'kubeharden verify --repair' to rebuild it"
-            )));
+        (Some(f), Some(_)) => Err(Error::usage(format!(
+            "--textfile writes Prometheus metrics; it does not go with --format {}",
+            if f == StatusFormat::Json {
+                "json"
+            } else {
+                "text"
+            }
+        ))),
+        (Some(StatusFormat::Prometheus), None) if global_json => Err(Error::usage(
+            "-o json and --format prometheus disagree; give one of them",
+        )),
+        (Some(StatusFormat::Prometheus), None) => Ok(Outcome::new(Value::Null, node_metrics(ctx)?)),
+        (Some(StatusFormat::Json), None) => {
+            let o = status(ctx, exit_code)?;
+            let text = format!(
+                "{}\n",
+                serde_json::to_string_pretty(&o.json).unwrap_or_default()
+            );
+            return Ok(Outcome::new(o.json, text).with_code(o.code));
         }
-        rebuild_catalog(ctx, &scan.records, &store)?;
-        repaired = true;
-        text.push_str("catalog: rebuilt from the journal\n");
-    } else {
-        text.push_str("catalog: agrees with the journal\n");
-    }
-    let json = json!({
-        "ok": true, "records": scan.records.len(), "objects": hashes.len(),
-        "torn_tail": scan.torn.is_some(), "catalog_repaired": repaired,
-    });
-    Ok(Outcome::new(json, text))
+        (Some(StatusFormat::Text) | None, None) => return status(ctx, exit_code),
+    }?;
+    Ok(out.with_code(code()?))
 }
 
-fn rebuild_catalog(
-    ctx: &Ctx,
-    records: &[wal::Located],
-    store: &crate::store::ObjectStore,
-) -> Result<()> {
-    Catalog::remove_files(&ctx.paths.catalog)?;
-    let mut c = Catalog::open(&ctx.paths.catalog)?;
-    c.apply(records, &|h| store.stored_size(h).unwrap_or(0))
+/// The Prometheus families of `status` (drift, incomplete transactions, last transaction,
+/// expired waivers), from the status document.
+pub fn state_metrics(ctx: &Ctx) -> Result<StateMetrics> {
+    Ok(StateMetrics::from_status_json(&status(ctx, false)?.json))
+}
+
+/// Every family: the audit's checks (default benchmark, all checks) and the state's.
+fn node_metrics(ctx: &Ctx) -> Result<String> {
+    let mut opts = AuditOptions::new(
+        absolute(&ctx.global.manifests_dir)?,
+        absolute(&ctx.global.kubernetes_dir)?,
+    );
+    let mut state = state_metrics(ctx)?;
+    // As `audit` reads it: under the default hardening file, when there is one. A broken file
+    // does not hide the state families: the audit part says why it is missing.
+    let rep = match crate::hardening::for_reading(None) {
+        Ok(h) => {
+            opts.benchmark = h.as_ref().and_then(|h| h.benchmark);
+            crate::cis::run(&opts).map(|mut rep| {
+                let applied = crate::hardening::honour(&mut rep, h.as_ref());
+                state.waivers_expired = applied.as_ref().map_or(0, |a| a.expired().count());
+                rep
+            })
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    Ok(prometheus::render(
+        rep.as_ref().map_err(String::as_str),
+        &state,
+    ))
+}
+
+/// `verify [--repair]`: see `verify.rs`.
+pub fn verify(ctx: &Ctx, repair: bool) -> Result<Outcome> {
+    super::verify::run(ctx, repair)
 }
