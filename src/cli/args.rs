@@ -6,15 +6,18 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     name = "kubeharden",
-    version,
+    // The crate version and, when built from a git checkout, the commit (build.rs).
+    version = env!("KUBEHARDEN_VERSION"),
     about = "Transactional, health-gated hardening of Kubernetes static pod manifests",
     long_about = "kubeharden edits the kubelet's static pod manifests as journaled transactions: \
 every version a manifest ever had is kept (history, show, diff, restore), a crash or power loss \
 mid-change is recovered at the next start, and nothing is overwritten before its exact bytes are \
 stored.\n\nExit codes: 0 done, 1 audit found a failing check, 2 usage error or bad input (nothing \
 changed), 3 change rolled back or recovery conflict, 4 CRITICAL rollback failed, 5 state lock busy, \
-6 integrity error in the store, 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM (the change \
-was rolled back, or after a second signal left to 'kubeharden recover').",
+6 integrity error in the store, 7 I/O error from the operating system (the message names the file \
+and the errno and says what is on disk now; see docs/errors.md), 129/130/143 interrupted by \
+SIGHUP/SIGINT/SIGTERM (the change was rolled back, or after a second signal left to 'kubeharden \
+recover').",
     arg_required_else_help = true
 )]
 pub struct Cli {
@@ -207,6 +210,10 @@ pub enum Command {
     Snapshot {
         /// Files to record (default: every *.yaml, *.yml, *.json in the manifests dir).
         manifests: Vec<String>,
+        /// Why (e.g. "changed outside kubeharden"): echoed in this run's output (JSON "reason")
+        /// and the unit's journal; the store does not keep it yet.
+        #[arg(long, default_value = "")]
+        reason: String,
     },
     /// Every recorded version, oldest first.
     History {
@@ -266,6 +273,28 @@ pub enum Command {
         #[command(flatten)]
         gate: GateArgs,
     },
+    /// Transactions: id, time, kind, reason, files, status and what the gate decided.
+    Log {
+        /// Only the transactions that touched this file.
+        manifest: Option<String>,
+        /// One transaction in full: each file's mode/owner change and diff, the gate's result.
+        #[arg(long, value_name = "N")]
+        txn: Option<String>,
+    },
+    /// Drop old versions' contents from the store (journaled): keep per file the last N
+    /// versions and/or those of the last D days; never the latest, a baseline, or what an
+    /// incomplete transaction needs.
+    Prune {
+        /// Versions to keep per file (the latest is always kept).
+        #[arg(long, value_name = "N")]
+        keep: Option<u64>,
+        /// Keep every version that was on disk during the last D days.
+        #[arg(long, value_name = "D")]
+        keep_days: Option<u64>,
+        /// Print what would be dropped; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Incomplete transactions, drift, last transaction, store size.
     Status {
         /// Exit 1 when a transaction is incomplete or a file drifted (changed, missing or
@@ -323,6 +352,17 @@ pub enum Command {
         #[command(subcommand)]
         command: ExportCommand,
     },
+    /// Shell completion script on stdout (source it, or save it in the shell's completion dir).
+    Completion {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write kubeharden(1) and a page per subcommand into DIR (packaging).
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -364,4 +404,11 @@ pub enum ExportCommand {
         )]
         encryption_secret: String,
     },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }

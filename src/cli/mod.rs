@@ -77,7 +77,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                 hardening: crate::hardening::for_reading(file.as_deref())?,
             },
         )?,
-        Command::Snapshot { manifests } => maintenance::snapshot(&ctx, &manifests)?,
+        Command::Snapshot { manifests, reason } => {
+            maintenance::snapshot(&ctx, &manifests, &reason)?
+        }
         Command::History { manifest } => versions::history(&ctx, manifest.as_deref())?,
         Command::Show {
             manifest,
@@ -106,6 +108,21 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
         )?,
         Command::Recover { policy: p, gate } => maintenance::recover(&ctx, policy(p), &gate)?,
+        Command::Log { manifest, txn } => {
+            commands::log::log(&ctx, manifest.as_deref(), txn.as_deref())?
+        }
+        Command::Prune {
+            keep,
+            keep_days,
+            dry_run,
+        } => commands::prune::prune(
+            &ctx,
+            commands::prune::PruneArgs {
+                keep,
+                keep_days,
+                dry_run,
+            },
+        )?,
         Command::Status {
             exit_code,
             format,
@@ -177,6 +194,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                 commands::export::cluster_api(&ctx, file.as_deref(), &encryption_secret)?
             }
         },
+        // Generated from the clap definitions; no state involved, written as they are.
+        Command::Completion { shell } => return commands::completion::completion(shell),
+        Command::Man { dir } => return commands::completion::man(&dir),
     };
     crate::signals::set_phase(crate::signals::Phase::Recording);
     let code = outcome.code;

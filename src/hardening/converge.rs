@@ -208,16 +208,7 @@ pub fn run(
             format!("apply {}: ", h.path.display())
         },
     };
-    let mut out = remediate::Outcome::default();
-    for (component, path, items) in &p.plan.batches {
-        remediate::apply_batch_with(engine, &env, &opts, *component, path, items, &mut out)?;
-    }
-    if out.critical.is_none() {
-        remediate::apply_file_fixes(engine, &p.plan.file_items, &mut out);
-    }
-    out.applied.sort_unstable();
-    out.applied.dedup();
-    Ok(out)
+    Ok(remediate::run(engine, &env, &opts, &p.plan))
 }
 
 /// Did the run change anything on disk?

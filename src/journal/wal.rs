@@ -103,19 +103,19 @@ pub fn segment_name(n: u32) -> String {
     format::segment_file_name(n)
 }
 
-/// Segment numbers present in `dir`, ascending; anything else there is corruption.
-pub fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<u32>> {
+/// Segment numbers present in `dir`, ascending; any other file there is corruption.
+pub fn segment_numbers(fs: &dyn Fs, dir: &Path) -> Result<Vec<u32>> {
     let mut segs = Vec::new();
     for name in fs
         .list_dir(dir)
         .ctx(|| format!("listing {}", dir.display()))?
     {
-        let num = format::parse_segment_file_name(&name);
-        match num {
+        match format::parse_segment_file_name(&name) {
             Some(n) if n > 0 => segs.push(n),
             _ => {
                 return Err(Error::integrity(format!(
-                    "unexpected file {} in the journal directory {}",
+                    "unexpected file {} in the journal directory {}; move it out of there \
+                     (nothing was changed)",
                     name,
                     dir.display()
                 )))
@@ -123,24 +123,43 @@ pub fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<u32>> {
         }
     }
     segs.sort_unstable();
-    for w in segs.windows(2) {
-        if w[1] != w[0] + 1 {
-            return Err(Error::integrity(format!(
-                "journal segment {} is missing (found {} and {})",
-                segment_name(w[0] + 1),
-                segment_name(w[0]),
-                segment_name(w[1])
-            )));
-        }
-    }
     Ok(segs)
+}
+
+/// The first number missing from `1..=last` (segments are numbered consecutively from 1, and
+/// only the last one is ever removed, when its header is torn).
+pub fn first_gap(segs: &[u32]) -> Option<u32> {
+    segs.iter()
+        .enumerate()
+        .find(|&(i, &n)| n != i as u32 + 1)
+        .map(|(i, _)| i as u32 + 1)
+}
+
+fn missing_segment(n: u32) -> String {
+    format!(
+        "journal segment {} is missing; the journal is damaged before its tail. Nothing was \
+         changed. {SALVAGE_HINT}",
+        segment_name(n)
+    )
+}
+
+/// Segment numbers present in `dir`, ascending: a missing one is corruption.
+pub fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<u32>> {
+    let segs = segment_numbers(fs, dir)?;
+    match first_gap(&segs) {
+        Some(n) => Err(Error::integrity(missing_segment(n))),
+        None => Ok(segs),
+    }
 }
 
 fn read_segment(fs: &dyn Fs, dir: &Path, n: u32) -> Result<Vec<u8>> {
     let path = dir.join(segment_name(n));
-    let meta = fs
-        .metadata(&path)
-        .ctx(|| format!("stat {}", path.display()))?;
+    let meta = match fs.metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::integrity(missing_segment(n)))
+        }
+        m => m.ctx(|| format!("stat {}", path.display()))?,
+    };
     if meta.kind != Kind::File {
         return Err(Error::integrity(format!(
             "{} is not a regular file (symlink planted?)",
@@ -166,119 +185,180 @@ pub fn scan_checked(
     from: Position,
     checked: &[SegmentDigest],
 ) -> Result<Scan> {
-    let segs = list_segments(fs, dir)?;
-    let mut records = Vec::new();
-    let Some(&last) = segs.last() else {
-        return Ok(Scan {
-            records,
-            end: Position {
-                segment: 1,
-                offset: SEGMENT_HEADER_LEN as u64,
-            },
-            torn: None,
-            digests: Vec::new(),
-            changed: !checked.is_empty(),
-        });
+    let (scan, damage) = scan_until_damage(fs, dir, from, checked)?;
+    match damage {
+        None => Ok(scan),
+        Some(d) if d.reason == "segment missing" => {
+            Err(Error::integrity(missing_segment(d.segment)))
+        }
+        Some(d) => Err(Error::integrity(format!(
+            "reading journal segment {}: {} at offset {}; the journal is damaged before its \
+             tail. Nothing was changed. {SALVAGE_HINT}",
+            segment_name(d.segment),
+            d.reason,
+            d.offset
+        ))),
+    }
+}
+
+/// Where the journal stops being readable before its tail (corruption, not a torn tail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    pub segment: u32,
+    /// Offset in the segment of the record (or header field) that cannot be read.
+    pub offset: u64,
+    pub reason: String,
+}
+
+/// [`scan_checked`], stopping at damage instead of failing: the records before it are returned
+/// and `Scan::end` is where they end (the start of what salvage moves aside). A segment written
+/// by a newer format version is still an error: it is never salvaged, only read by a newer
+/// kubeharden.
+pub fn scan_until_damage(
+    fs: &dyn Fs,
+    dir: &Path,
+    from: Position,
+    checked: &[SegmentDigest],
+) -> Result<(Scan, Option<Damage>)> {
+    let all = segment_numbers(fs, dir)?;
+    let gap = first_gap(&all);
+    // Past a missing segment nothing is read: it is all damaged rest.
+    let segs = &all[..gap.map_or(all.len(), |g| g as usize - 1)];
+    let mut scan = Scan {
+        records: Vec::new(),
+        end: from,
+        torn: None,
+        digests: Vec::new(),
+        changed: false,
     };
-    let mut changed = false;
-    let mut end = from;
-    let mut torn = None;
-    let mut digests = Vec::new();
+    let missing = |scan| {
+        let d = gap.map(|g| Damage {
+            segment: g,
+            offset: 0,
+            reason: "segment missing".into(),
+        });
+        Ok((scan, d))
+    };
+    let Some(&last) = segs.last() else {
+        scan.end = Position {
+            segment: 1,
+            offset: SEGMENT_HEADER_LEN as u64,
+        };
+        scan.changed = !checked.is_empty();
+        return missing(scan);
+    };
+    // With a segment missing after them, none of these is the last one.
+    let last = if gap.is_some() { u32::MAX } else { last };
     for &n in segs.iter().filter(|&&n| n >= from.segment) {
         let bytes = read_segment(fs, dir, n)?;
         if let Some(d) = checked.iter().find(|d| d.segment == n) {
-            changed |= !prefix_hashes_to(&bytes, d);
-        }
-        let is_last = n == last;
-        let corrupt = |offset: u64, reason: &str| {
-            Error::integrity(format!(
-                "reading journal segment {}: {reason} at offset {offset}; the journal is damaged \
-                 before its tail. Nothing was changed. {SALVAGE_HINT}",
-                segment_name(n)
-            ))
-        };
-        match check_segment_header(&bytes, n) {
-            Ok(()) => {}
-            Err(HeaderProblem::Torn { reason }) if is_last => {
-                torn = Some(TornTail {
-                    segment: n,
-                    offset: 0,
-                    dropped: bytes.len() as u64,
-                    reason,
-                });
-                break;
-            }
-            Err(HeaderProblem::Torn { reason }) => return Err(corrupt(0, reason)),
-            Err(HeaderProblem::Corrupt(c)) if c.reason == "unsupported format version" => {
-                return Err(Error::integrity(format!(
-                    "journal segment {} was written by a newer kubeharden (format version {}); \
-                     upgrade kubeharden to read it. Nothing was changed",
-                    segment_name(n),
-                    bytes.get(format::VERSION_OFFSET).copied().unwrap_or(0)
-                )))
-            }
-            Err(HeaderProblem::Corrupt(c)) => return Err(corrupt(c.offset, c.reason)),
+            scan.changed |= !prefix_hashes_to(&bytes, d);
         }
         let start = if n == from.segment {
             from.offset.max(SEGMENT_HEADER_LEN as u64)
         } else {
             SEGMENT_HEADER_LEN as u64
         };
-        if start > bytes.len() as u64 {
-            // The segment is now shorter than where an earlier start stopped reading it: the
-            // caller re-reads everything and decides from what was known durable (the tail rule).
-            changed = true;
-            break;
+        match read_one_segment(&mut scan, &bytes, n, n == last, start)? {
+            Step::Next => {}
+            Step::Stop => break,
+            Step::Damaged(offset, reason) => {
+                let damage = Damage {
+                    segment: n,
+                    offset,
+                    reason: reason.to_string(),
+                };
+                return Ok((scan, Some(damage)));
+            }
         }
-        let mut reader = SegmentReader::new(&bytes, start);
-        end = Position {
-            segment: n,
-            offset: start,
-        };
-        loop {
-            match reader.next() {
-                Ok(ReadOutcome::Record(d)) => {
-                    let pos = Position {
-                        segment: n,
-                        offset: d.offset,
-                    };
-                    end.offset = d.offset + d.len;
-                    records.push(Located { pos, decoded: d });
-                }
-                Ok(ReadOutcome::End) => break,
-                // A torn record is only believable as the last thing ever written.
-                Ok(ReadOutcome::TornTail {
+    }
+    missing(scan)
+}
+
+enum Step {
+    Next,
+    Stop,
+    Damaged(u64, &'static str),
+}
+
+/// Read segment `n` from `start` into `scan`. A torn tail is only believable as the last thing
+/// ever written: anywhere else it is damage.
+fn read_one_segment(
+    scan: &mut Scan,
+    bytes: &[u8],
+    n: u32,
+    is_last: bool,
+    start: u64,
+) -> Result<Step> {
+    match check_segment_header(bytes, n) {
+        Ok(()) => {}
+        Err(HeaderProblem::Torn { reason }) if is_last => {
+            scan.torn = Some(TornTail {
+                segment: n,
+                offset: 0,
+                dropped: bytes.len() as u64,
+                reason,
+            });
+            return Ok(Step::Stop);
+        }
+        Err(HeaderProblem::Torn { reason }) => return Ok(Step::Damaged(0, reason)),
+        Err(HeaderProblem::Corrupt(c)) if c.reason == "unsupported format version" => {
+            return Err(Error::integrity(format!(
+                "journal segment {} was written by a newer kubeharden (format version {}); \
+                 upgrade kubeharden to read it. Nothing was changed",
+                segment_name(n),
+                bytes.get(format::VERSION_OFFSET).copied().unwrap_or(0)
+            )))
+        }
+        Err(HeaderProblem::Corrupt(c)) => return Ok(Step::Damaged(c.offset, c.reason)),
+    }
+    if start > bytes.len() as u64 {
+        // The segment is now shorter than where an earlier start stopped reading it: the
+        // caller re-reads everything and decides from what was known durable (the tail rule).
+        scan.changed = true;
+        return Ok(Step::Stop);
+    }
+    let mut reader = SegmentReader::new(bytes, start);
+    scan.end = Position {
+        segment: n,
+        offset: start,
+    };
+    loop {
+        match reader.next() {
+            Ok(ReadOutcome::Record(d)) => {
+                let pos = Position {
+                    segment: n,
+                    offset: d.offset,
+                };
+                scan.end.offset = d.offset + d.len;
+                scan.records.push(Located { pos, decoded: d });
+            }
+            Ok(ReadOutcome::End) => break,
+            Ok(ReadOutcome::TornTail {
+                offset,
+                dropped,
+                reason,
+            }) if is_last => {
+                scan.torn = Some(TornTail {
+                    segment: n,
                     offset,
                     dropped,
                     reason,
-                }) if is_last => {
-                    torn = Some(TornTail {
-                        segment: n,
-                        offset,
-                        dropped,
-                        reason,
-                    });
-                    break;
-                }
-                Ok(ReadOutcome::TornTail { offset, reason, .. }) => {
-                    return Err(corrupt(offset, reason));
-                }
-                Err(c) => return Err(corrupt(c.offset, c.reason)),
+                });
+                break;
             }
+            Ok(ReadOutcome::TornTail { offset, reason, .. }) => {
+                return Ok(Step::Damaged(offset, reason))
+            }
+            Err(c) => return Ok(Step::Damaged(c.offset, c.reason)),
         }
-        digests.push(SegmentDigest {
-            segment: n,
-            len: end.offset,
-            hash: *blake3::hash(&bytes[..end.offset as usize]).as_bytes(),
-        });
     }
-    Ok(Scan {
-        records,
-        end,
-        torn,
-        digests,
-        changed,
-    })
+    scan.digests.push(SegmentDigest {
+        segment: n,
+        len: scan.end.offset,
+        hash: *blake3::hash(&bytes[..scan.end.offset as usize]).as_bytes(),
+    });
+    Ok(Step::Next)
 }
 
 /// The appender. Only built by recovery, after any torn tail has been cut.
@@ -300,13 +380,14 @@ pub struct Journal {
     /// OS error of the cut.
     stopped: Option<(String, io::ErrorKind, Option<i32>)>,
     file: Option<Box<dyn FsFile>>,
+    /// The segment as found at open is not fsynced yet: done before the first append, so a
+    /// run that appends nothing (the recover timer every 30 s) fsyncs nothing.
+    prefix_unsynced: bool,
 }
 
 impl Journal {
     /// Open for appending at `end` (from a scan with its torn tail already cut). The last
-    /// segment is fsynced first: what a previous process wrote may have been read back from the
-    /// page cache only (its fsync failed, or it died before it), and nothing is appended behind
-    /// bytes that are not durable.
+    /// segment is fsynced before the first append (`sync_prefix`).
     pub fn open_at(fs: Arc<dyn Fs>, dir: PathBuf, end: Position) -> Result<Journal> {
         let mut j = Journal {
             fs,
@@ -316,6 +397,7 @@ impl Journal {
             synced_len: end.offset,
             stopped: None,
             file: None,
+            prefix_unsynced: false,
         };
         let path = j.segment_path();
         match j.fs.metadata(&path) {
@@ -328,10 +410,7 @@ impl Journal {
                     end.offset
                 )))
             }
-            Ok(_) => j
-                .file()?
-                .sync()
-                .ctx(|| format!("fsync journal segment {}", path.display()))?,
+            Ok(_) => j.prefix_unsynced = true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => j.create_segment(end.segment)?,
             Err(e) => return Err(e).ctx(|| format!("stat {}", path.display())),
         }
@@ -447,6 +526,9 @@ impl Journal {
         if let Some(e) = self.stopped_error() {
             return Err(e);
         }
+        if self.prefix_unsynced {
+            self.sync_prefix()?;
+        }
         let frame = format::encode_record(rec);
         if self.len > SEGMENT_HEADER_LEN as u64
             && self.len + frame.len() as u64 > SEGMENT_TARGET_LEN
@@ -482,6 +564,31 @@ impl Journal {
                 record: rec.clone(),
             },
         })
+    }
+
+    /// The fsync `open_at` defers: what a previous process wrote may have been read back from
+    /// the page cache only (its fsync failed, or it died before it), and nothing is appended
+    /// behind bytes that are not durable. A failure stops appending (never retried).
+    fn sync_prefix(&mut self) -> Result<()> {
+        let path = self.segment_path();
+        if let Err(e) = self.file()?.sync() {
+            self.stop(
+                format!(
+                    "fsync of journal segment {} before appending",
+                    path.display()
+                ),
+                &e,
+            );
+            return Err(Error::Io {
+                context: format!(
+                    "fsync journal segment {} before appending (nothing was appended)",
+                    path.display()
+                ),
+                source: e,
+            });
+        }
+        self.prefix_unsynced = false;
+        Ok(())
     }
 
     /// fsync the current segment. A failure is final for what it covered: those records are

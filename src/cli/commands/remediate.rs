@@ -150,7 +150,12 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
         kubernetes_dir: &kd,
         gate: &make_gate,
     };
-    let out = remediate::run(&mut locked.engine, &env, &plan);
+    let out = remediate::run(
+        &mut locked.engine,
+        &env,
+        &remediate::BatchOptions::default(),
+        &plan,
+    );
     drop(locked);
 
     let after = audit(ctx, Some(before.benchmark.name()), a.hardening.as_ref()).ok();
@@ -190,7 +195,7 @@ pub fn stopped_message(out: &remediate::Outcome, s: &remediate::outcome::Stopped
     let before = if committed.is_empty() && !out.wrote_anything() {
         "nothing was changed".to_string()
     } else if committed.is_empty() {
-        "no transaction committed before it (the ones that ran were rolled back)".to_string()
+        "no transaction committed".to_string()
     } else {
         format!(
             "transactions {} committed before it and stay in place",
@@ -260,7 +265,7 @@ pub fn report_json(out: &remediate::Outcome, plan: &Plan) -> serde_json::Value {
         .map(|id| {
             let f = out.fate(id);
             let reason = match &f {
-                CheckFate::RolledBack(_, why) | CheckFate::Failed(why) => Some(why.clone()),
+                CheckFate::RolledBack(_, why) | CheckFate::Failed(_, why) => Some(why.clone()),
                 _ => None,
             };
             json!({"check": id, "result": f.name(), "txn": f.txn(), "reason": reason})
@@ -276,7 +281,7 @@ pub fn report_json(out: &remediate::Outcome, plan: &Plan) -> serde_json::Value {
         "not_started": out.not_started.iter().map(|n| json!({"path": n.path, "checks": n.checks})).collect::<Vec<_>>(),
         "error": out.stopped.as_ref().map(|s| json!({
             "message": stopped_message(out, s), "cause": s.error.to_string(),
-            "path": s.path, "checks": s.checks, "exit_code": s.error.exit_code(),
+            "path": s.path, "checks": s.checks, "txn": s.txn, "exit_code": s.error.exit_code(),
         })),
         "critical": out.critical,
         "notes": out.notes,
@@ -327,7 +332,8 @@ pub fn report_text(out: &remediate::Outcome, plan: &Plan) -> String {
                 "CRITICAL: rollback failed (transaction {})",
                 t.map_or_else(|| "-".into(), |n| n.to_string())
             ),
-            CheckFate::Failed(why) => format!("failed, nothing written: {why}"),
+            CheckFate::Failed(None, why) => format!("failed, nothing written: {why}"),
+            CheckFate::Failed(Some(t), why) => format!("failed in transaction {t}: {why}"),
             CheckFate::NotStarted => "not started (the run stopped before it)".into(),
             CheckFate::NotApplied => "not applied (see the notes)".into(),
         };
