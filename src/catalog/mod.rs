@@ -3,10 +3,11 @@
 //! and `verify --repair` rebuilds it from the journal alone.
 
 mod apply;
+mod pruned;
 mod query;
 
 pub use apply::{kind_name, origin_name};
-pub use query::{TxnFile, TxnRow, VersionRef, VersionRow};
+pub use query::{parse_hash, TxnFile, TxnRow, VersionRef, VersionRow};
 
 use crate::error::{Error, Result};
 use crate::journal::wal::{Position, SegmentDigest};
@@ -37,6 +38,7 @@ CREATE TABLE IF NOT EXISTS txn_files (
 CREATE INDEX IF NOT EXISTS transactions_open ON transactions (txn) WHERE status = 'open';
 CREATE TABLE IF NOT EXISTS segment_digests (
     segment INTEGER PRIMARY KEY, len INTEGER NOT NULL, hash BLOB NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS pruned (hash TEXT PRIMARY KEY, at INTEGER NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS tail_cuts (
     at INTEGER NOT NULL, segment INTEGER NOT NULL, offset INTEGER NOT NULL,
     dropped INTEGER NOT NULL) STRICT;
@@ -157,6 +159,15 @@ impl Catalog {
         Ok(c)
     }
 
+    /// Refuse every later write (SQLite's `query_only`), as a catalog on a read-only or
+    /// failing disk would: for tests of the catalog being off the durable path.
+    #[doc(hidden)]
+    pub fn refuse_writes(&self) -> Result<()> {
+        self.conn
+            .pragma_update(None, "query_only", "ON")
+            .map_err(db_err)
+    }
+
     /// The file this catalog lives in (`None` in memory).
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
@@ -217,7 +228,7 @@ impl Catalog {
         self.conn
             .execute_batch(
                 "DELETE FROM versions; DELETE FROM objects; DELETE FROM transactions;
-                 DELETE FROM txn_files; DELETE FROM tail_cuts; DELETE FROM segment_digests; DELETE FROM meta WHERE key <> 'schema';",
+                 DELETE FROM txn_files; DELETE FROM tail_cuts; DELETE FROM pruned; DELETE FROM segment_digests; DELETE FROM meta WHERE key <> 'schema';",
             )
             .map_err(db_err)
     }

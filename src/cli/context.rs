@@ -185,8 +185,8 @@ impl Ctx {
         state::check_trusted(self.fs.as_ref(), &self.paths, trust)?;
         let exists = state::prepare(self.fs.as_ref(), &self.paths, create)?;
         if create {
-            // What was just created is ours; what was there is checked again under the lock
-            // holder's eyes (cheap: a few dozen entries).
+            // What was just created is checked too (a umask or a default ACL can leave it
+            // group-writable); cheap: a few dozen entries.
             state::check_trusted(self.fs.as_ref(), &self.paths, trust)?;
         }
         Ok(exists)
@@ -235,6 +235,9 @@ impl Ctx {
         );
         crate::signals::set_phase(crate::signals::Phase::Between);
         let (engine, report) = recovered?;
+        if !report.resolved.is_empty() {
+            crate::signals::set_recovered();
+        }
         print_recovery_notes(&report);
         Ok(Locked {
             engine,

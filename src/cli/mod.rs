@@ -46,12 +46,17 @@ pub fn run(cli: Cli) -> Result<i32> {
             benchmark,
             checks,
             format: form,
-        } => commands::audit::audit(&ctx, benchmark.as_deref(), &checks, form)?,
+            file,
+        } => {
+            let h = crate::hardening::for_reading(file.as_deref())?;
+            commands::audit::audit_with(&ctx, benchmark.as_deref(), &checks, form, h.as_ref())?
+        }
         Command::Remediate {
             checks,
             all,
             benchmark,
             dry_run,
+            file,
             gate,
         } => commands::remediate::remediate(
             &ctx,
@@ -61,6 +66,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 benchmark: benchmark.as_deref(),
                 dry_run,
                 gate: &gate,
+                hardening: crate::hardening::for_reading(file.as_deref())?,
             },
         )?,
         Command::Snapshot { manifests, reason } => {
@@ -94,6 +100,21 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
         )?,
         Command::Recover { policy: p, gate } => maintenance::recover(&ctx, policy(p), &gate)?,
+        Command::Log { manifest, txn } => {
+            commands::log::log(&ctx, manifest.as_deref(), txn.as_deref())?
+        }
+        Command::Prune {
+            keep,
+            keep_days,
+            dry_run,
+        } => commands::prune::prune(
+            &ctx,
+            commands::prune::PruneArgs {
+                keep,
+                keep_days,
+                dry_run,
+            },
+        )?,
         Command::Status { exit_code } => maintenance::status(&ctx, exit_code)?,
         Command::Verify { repair } => maintenance::verify(&ctx, repair)?,
         Command::Set {
@@ -116,6 +137,51 @@ pub fn run(cli: Cli) -> Result<i32> {
                 gate: &gate,
             },
         )?,
+        Command::Apply {
+            file,
+            dry_run,
+            gate,
+        } => commands::apply::apply(
+            &ctx,
+            commands::apply::ApplyArgs {
+                file: file.as_deref(),
+                dry_run,
+                gate: &gate,
+            },
+        )?,
+        Command::Kubeadm {
+            kubeadm,
+            file,
+            gate,
+            args,
+        } => commands::kubeadm::kubeadm(
+            &ctx,
+            commands::kubeadm::KubeadmArgs {
+                kubeadm: kubeadm.as_deref(),
+                file: file.as_deref(),
+                args: &args,
+                gate: &gate,
+            },
+        )?,
+        Command::Hardening {
+            command:
+                args::HardeningCommand::Init {
+                    file,
+                    from_history,
+                    force,
+                },
+        } => commands::hardening::init(&ctx, file.as_deref(), from_history, force)?,
+        Command::Export { file, command } => match command {
+            args::ExportCommand::Kubeadm { api, from } => {
+                commands::export::kubeadm(&ctx, file.as_deref(), api.as_deref(), from.as_deref())?
+            }
+            args::ExportCommand::Patches { dir } => {
+                commands::export::patches(&ctx, file.as_deref(), &dir)?
+            }
+            args::ExportCommand::ClusterApi { encryption_secret } => {
+                commands::export::cluster_api(&ctx, file.as_deref(), &encryption_secret)?
+            }
+        },
         // Generated from the clap definitions; no state involved, written as they are.
         Command::Completion { shell } => return commands::completion::completion(shell),
         Command::Man { dir } => return commands::completion::man(&dir),

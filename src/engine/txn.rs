@@ -291,6 +291,9 @@ impl Engine {
         let mut failure = None;
         for (i, bytes) in on_disk.iter().zip(&before_bytes) {
             if let Err(e) = replace::apply_state(self.fs(), Path::new(&i.path), bytes, &i.before) {
+                if self.renamed_back(i) {
+                    continue;
+                }
                 failure = Some(format!(
                     "writing the previous content of {} back failed ({}); restore it by hand: {}",
                     i.path,
@@ -367,6 +370,18 @@ impl Engine {
             files: b.intents.to_vec(),
             reason,
         })
+    }
+
+    /// After a failed rollback write: whether the before content is in place after all and
+    /// durable. The rename may have landed with only its directory fsync failing; the content
+    /// itself was fsynced before the rename, so one more directory fsync settles it (a file
+    /// fsync is never retried: fsyncgate).
+    fn renamed_back(&self, i: &FileIntent) -> bool {
+        let path = Path::new(&i.path);
+        let back = matches!(read_current(self.fs(), path), Ok((_, s)) if s == i.before);
+        back && path
+            .parent()
+            .is_some_and(|dir| self.fs().sync_dir(dir).is_ok())
     }
 
     /// History ends at what each file rolled back holds now: its after content (recorded as

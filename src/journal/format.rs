@@ -101,10 +101,11 @@ pub enum RecordType {
     Conflict = 8,
     Version = 9,
     TruncatedTail = 10,
+    Pruned = 11,
 }
 
 impl RecordType {
-    pub const ALL: [RecordType; 10] = [
+    pub const ALL: [RecordType; 11] = [
         RecordType::Begin,
         RecordType::Applied,
         RecordType::Commit,
@@ -115,6 +116,7 @@ impl RecordType {
         RecordType::Conflict,
         RecordType::Version,
         RecordType::TruncatedTail,
+        RecordType::Pruned,
     ];
 
     pub fn from_u8(b: u8) -> Option<RecordType> {
@@ -133,6 +135,7 @@ impl RecordType {
             Record::Conflict { .. } => RecordType::Conflict,
             Record::Version(_) => RecordType::Version,
             Record::TruncatedTail { .. } => RecordType::TruncatedTail,
+            Record::Pruned { .. } => RecordType::Pruned,
         }
     }
 
@@ -149,6 +152,7 @@ impl RecordType {
             RecordType::Conflict => "CONFLICT",
             RecordType::Version => "VERSION",
             RecordType::TruncatedTail => "TRUNCATED_TAIL",
+            RecordType::Pruned => "PRUNED",
         }
     }
 }
@@ -318,6 +322,14 @@ fn encode_payload_into(rec: &Record, e: &mut Enc) {
             e.u64(*offset);
             e.u64(*dropped);
         }
+        Record::Pruned { at, reason, hashes } => {
+            e.i64(*at);
+            e.str(reason);
+            e.count(hashes.len());
+            for h in hashes {
+                e.0.extend_from_slice(h);
+            }
+        }
     }
 }
 
@@ -479,6 +491,16 @@ pub fn decode_payload(ty: u8, payload: &[u8]) -> Result<Record, &'static str> {
             offset: d.u64()?,
             dropped: d.u64()?,
         },
+        RecordType::Pruned => {
+            let at = d.i64()?;
+            let reason = d.str()?;
+            let n = d.count(HASH_LEN)?;
+            let mut hashes = Vec::with_capacity(n);
+            for _ in 0..n {
+                hashes.push(d.array::<HASH_LEN>()?);
+            }
+            Record::Pruned { at, reason, hashes }
+        }
     };
     d.finish()?;
     Ok(rec)
@@ -546,6 +568,11 @@ pub(crate) mod tests {
                 offset: 4096,
                 dropped: 17,
             },
+            Record::Pruned {
+                at: 11,
+                reason: "--keep 3".into(),
+                hashes: vec![state(4).hash, state(5).hash],
+            },
         ]
     }
 
@@ -579,7 +606,7 @@ pub(crate) mod tests {
             assert_eq!(RecordType::from_u8(ty as u8), Some(ty));
         }
         assert_eq!(RecordType::from_u8(0), None);
-        assert_eq!(RecordType::from_u8(11), None);
+        assert_eq!(RecordType::from_u8(12), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
 pub mod format;
 pub mod reader;
 pub mod record;
+pub mod salvage;
 pub mod wal;

@@ -139,6 +139,15 @@ pub enum Record {
         offset: u64,
         dropped: u64,
     },
+    /// `prune` drops these objects from the store (written, and fsynced, before any is
+    /// deleted). The versions whose content they are stay listed, marked pruned, until a later
+    /// BEGIN or VERSION names the same content again (it is then stored again).
+    Pruned {
+        at: Millis,
+        /// What was asked (`--keep 3 --keep-days 30`), for the log.
+        reason: String,
+        hashes: Vec<Hash>,
+    },
 }
 
 impl Record {
@@ -154,7 +163,7 @@ impl Record {
             | Record::Reverted { txn, .. }
             | Record::Conflict { txn, .. } => Some(*txn),
             Record::Version(v) if v.txn != 0 => Some(v.txn),
-            Record::Version(_) | Record::TruncatedTail { .. } => None,
+            Record::Version(_) | Record::TruncatedTail { .. } | Record::Pruned { .. } => None,
         }
     }
 

@@ -166,119 +166,164 @@ pub fn scan_checked(
     from: Position,
     checked: &[SegmentDigest],
 ) -> Result<Scan> {
+    let (scan, damage) = scan_until_damage(fs, dir, from, checked)?;
+    match damage {
+        None => Ok(scan),
+        Some(d) => Err(Error::integrity(format!(
+            "reading journal segment {}: {} at offset {}; the journal is damaged before its \
+             tail. Nothing was changed. {SALVAGE_HINT}",
+            segment_name(d.segment),
+            d.reason,
+            d.offset
+        ))),
+    }
+}
+
+/// Where the journal stops being readable before its tail (corruption, not a torn tail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    pub segment: u32,
+    /// Offset in the segment of the record (or header field) that cannot be read.
+    pub offset: u64,
+    pub reason: String,
+}
+
+/// [`scan_checked`], stopping at damage instead of failing: the records before it are returned
+/// and `Scan::end` is where they end (the start of what salvage moves aside). A segment written
+/// by a newer format version is still an error: it is never salvaged, only read by a newer
+/// kubeharden.
+pub fn scan_until_damage(
+    fs: &dyn Fs,
+    dir: &Path,
+    from: Position,
+    checked: &[SegmentDigest],
+) -> Result<(Scan, Option<Damage>)> {
     let segs = list_segments(fs, dir)?;
-    let mut records = Vec::new();
-    let Some(&last) = segs.last() else {
-        return Ok(Scan {
-            records,
-            end: Position {
-                segment: 1,
-                offset: SEGMENT_HEADER_LEN as u64,
-            },
-            torn: None,
-            digests: Vec::new(),
-            changed: !checked.is_empty(),
-        });
+    let mut scan = Scan {
+        records: Vec::new(),
+        end: from,
+        torn: None,
+        digests: Vec::new(),
+        changed: false,
     };
-    let mut changed = false;
-    let mut end = from;
-    let mut torn = None;
-    let mut digests = Vec::new();
+    let Some(&last) = segs.last() else {
+        scan.end = Position {
+            segment: 1,
+            offset: SEGMENT_HEADER_LEN as u64,
+        };
+        scan.changed = !checked.is_empty();
+        return Ok((scan, None));
+    };
     for &n in segs.iter().filter(|&&n| n >= from.segment) {
         let bytes = read_segment(fs, dir, n)?;
         if let Some(d) = checked.iter().find(|d| d.segment == n) {
-            changed |= !prefix_hashes_to(&bytes, d);
-        }
-        let is_last = n == last;
-        let corrupt = |offset: u64, reason: &str| {
-            Error::integrity(format!(
-                "reading journal segment {}: {reason} at offset {offset}; the journal is damaged \
-                 before its tail. Nothing was changed. {SALVAGE_HINT}",
-                segment_name(n)
-            ))
-        };
-        match check_segment_header(&bytes, n) {
-            Ok(()) => {}
-            Err(HeaderProblem::Torn { reason }) if is_last => {
-                torn = Some(TornTail {
-                    segment: n,
-                    offset: 0,
-                    dropped: bytes.len() as u64,
-                    reason,
-                });
-                break;
-            }
-            Err(HeaderProblem::Torn { reason }) => return Err(corrupt(0, reason)),
-            Err(HeaderProblem::Corrupt(c)) if c.reason == "unsupported format version" => {
-                return Err(Error::integrity(format!(
-                    "journal segment {} was written by a newer kubeharden (format version {}); \
-                     upgrade kubeharden to read it. Nothing was changed",
-                    segment_name(n),
-                    bytes.get(format::VERSION_OFFSET).copied().unwrap_or(0)
-                )))
-            }
-            Err(HeaderProblem::Corrupt(c)) => return Err(corrupt(c.offset, c.reason)),
+            scan.changed |= !prefix_hashes_to(&bytes, d);
         }
         let start = if n == from.segment {
             from.offset.max(SEGMENT_HEADER_LEN as u64)
         } else {
             SEGMENT_HEADER_LEN as u64
         };
-        if start > bytes.len() as u64 {
-            // The segment is now shorter than where an earlier start stopped reading it: the
-            // caller re-reads everything and decides from what was known durable (the tail rule).
-            changed = true;
-            break;
+        match read_one_segment(&mut scan, &bytes, n, n == last, start)? {
+            Step::Next => {}
+            Step::Stop => break,
+            Step::Damaged(offset, reason) => {
+                let damage = Damage {
+                    segment: n,
+                    offset,
+                    reason: reason.to_string(),
+                };
+                return Ok((scan, Some(damage)));
+            }
         }
-        let mut reader = SegmentReader::new(&bytes, start);
-        end = Position {
-            segment: n,
-            offset: start,
-        };
-        loop {
-            match reader.next() {
-                Ok(ReadOutcome::Record(d)) => {
-                    let pos = Position {
-                        segment: n,
-                        offset: d.offset,
-                    };
-                    end.offset = d.offset + d.len;
-                    records.push(Located { pos, decoded: d });
-                }
-                Ok(ReadOutcome::End) => break,
-                // A torn record is only believable as the last thing ever written.
-                Ok(ReadOutcome::TornTail {
+    }
+    Ok((scan, None))
+}
+
+enum Step {
+    Next,
+    Stop,
+    Damaged(u64, &'static str),
+}
+
+/// Read segment `n` from `start` into `scan`. A torn tail is only believable as the last thing
+/// ever written: anywhere else it is damage.
+fn read_one_segment(
+    scan: &mut Scan,
+    bytes: &[u8],
+    n: u32,
+    is_last: bool,
+    start: u64,
+) -> Result<Step> {
+    match check_segment_header(bytes, n) {
+        Ok(()) => {}
+        Err(HeaderProblem::Torn { reason }) if is_last => {
+            scan.torn = Some(TornTail {
+                segment: n,
+                offset: 0,
+                dropped: bytes.len() as u64,
+                reason,
+            });
+            return Ok(Step::Stop);
+        }
+        Err(HeaderProblem::Torn { reason }) => return Ok(Step::Damaged(0, reason)),
+        Err(HeaderProblem::Corrupt(c)) if c.reason == "unsupported format version" => {
+            return Err(Error::integrity(format!(
+                "journal segment {} was written by a newer kubeharden (format version {}); \
+                 upgrade kubeharden to read it. Nothing was changed",
+                segment_name(n),
+                bytes.get(format::VERSION_OFFSET).copied().unwrap_or(0)
+            )))
+        }
+        Err(HeaderProblem::Corrupt(c)) => return Ok(Step::Damaged(c.offset, c.reason)),
+    }
+    if start > bytes.len() as u64 {
+        // The segment is now shorter than where an earlier start stopped reading it: the
+        // caller re-reads everything and decides from what was known durable (the tail rule).
+        scan.changed = true;
+        return Ok(Step::Stop);
+    }
+    let mut reader = SegmentReader::new(bytes, start);
+    scan.end = Position {
+        segment: n,
+        offset: start,
+    };
+    loop {
+        match reader.next() {
+            Ok(ReadOutcome::Record(d)) => {
+                let pos = Position {
+                    segment: n,
+                    offset: d.offset,
+                };
+                scan.end.offset = d.offset + d.len;
+                scan.records.push(Located { pos, decoded: d });
+            }
+            Ok(ReadOutcome::End) => break,
+            Ok(ReadOutcome::TornTail {
+                offset,
+                dropped,
+                reason,
+            }) if is_last => {
+                scan.torn = Some(TornTail {
+                    segment: n,
                     offset,
                     dropped,
                     reason,
-                }) if is_last => {
-                    torn = Some(TornTail {
-                        segment: n,
-                        offset,
-                        dropped,
-                        reason,
-                    });
-                    break;
-                }
-                Ok(ReadOutcome::TornTail { offset, reason, .. }) => {
-                    return Err(corrupt(offset, reason));
-                }
-                Err(c) => return Err(corrupt(c.offset, c.reason)),
+                });
+                break;
             }
+            Ok(ReadOutcome::TornTail { offset, reason, .. }) => {
+                return Ok(Step::Damaged(offset, reason))
+            }
+            Err(c) => return Ok(Step::Damaged(c.offset, c.reason)),
         }
-        digests.push(SegmentDigest {
-            segment: n,
-            len: end.offset,
-            hash: *blake3::hash(&bytes[..end.offset as usize]).as_bytes(),
-        });
     }
-    Ok(Scan {
-        records,
-        end,
-        torn,
-        digests,
-        changed,
-    })
+    scan.digests.push(SegmentDigest {
+        segment: n,
+        len: scan.end.offset,
+        hash: *blake3::hash(&bytes[..scan.end.offset as usize]).as_bytes(),
+    });
+    Ok(Step::Next)
 }
 
 /// The appender. Only built by recovery, after any torn tail has been cut.

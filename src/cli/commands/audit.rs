@@ -22,6 +22,17 @@ pub fn audit(
     checks: &[String],
     format: Option<AuditFormat>,
 ) -> Result<Outcome> {
+    audit_with(ctx, benchmark, checks, format, None)
+}
+
+/// [`audit`] under a hardening file: its benchmark (unless --benchmark), waivers and selection.
+pub fn audit_with(
+    ctx: &Ctx,
+    benchmark: Option<&str>,
+    checks: &[String],
+    format: Option<AuditFormat>,
+    hardening: Option<&crate::hardening::Hardening>,
+) -> Result<Outcome> {
     let global_json = ctx.global.output == OutputFormat::Json;
     let format = match (format, global_json) {
         (Some(AuditFormat::Json) | None, true) => AuditFormat::Json,
@@ -51,9 +62,16 @@ pub fn audit(
         .map(|c| c.trim().to_string())
         .filter(|c| !c.is_empty())
         .collect();
-    let rep = cis::run(&opts).map_err(Error::usage)?;
+    if opts.benchmark.is_none() {
+        opts.benchmark = hardening.and_then(|h| h.benchmark);
+    }
+    let mut rep = cis::run(&opts).map_err(Error::usage)?;
+    let applied = crate::hardening::honour(&mut rep, hardening);
     let code = i32::from(rep.has_fail());
-    let json = report::json(&rep);
+    let mut json = report::json(&rep);
+    if let Some(a) = &applied {
+        json["hardening"] = a.json();
+    }
     let text = match format {
         AuditFormat::Json => format!(
             "{}\n",
@@ -62,7 +80,11 @@ pub fn audit(
         AuditFormat::Junit => report::junit(&rep),
         AuditFormat::Text => {
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            report::text(&rep, colour)
+            let mut t = report::text(&rep, colour);
+            if let Some(a) = &applied {
+                t.push_str(&a.text());
+            }
+            t
         }
     };
     Ok(Outcome::new(json, text).with_code(code))

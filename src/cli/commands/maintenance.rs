@@ -1,17 +1,13 @@
 //! snapshot, recover, status, verify: recording, resolving and checking the state.
 
-use crate::catalog::Catalog;
 use crate::cli::context::{stop_on_conflict, Ctx};
 use crate::cli::output::Outcome;
 use crate::cli::time::fmt_time;
 use crate::engine::observe::read_file;
 use crate::engine::recovery::Policy;
-use crate::engine::Unrecovered;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::fsys::Kind;
-use crate::journal::format::SEGMENT_HEADER_LEN;
-use crate::journal::record::{hash_hex, Hash};
-use crate::journal::wal;
+use crate::journal::record::hash_hex;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -163,6 +159,24 @@ pub fn status(ctx: &Ctx, exit_code: bool) -> Result<Outcome> {
             "current_hash": now.as_ref().map(|(_, s, _)| hash_hex(&s.hash)),
         }));
     }
+    // External changes (a kubeadm upgrade, a hand edit) that removed hardening items.
+    let extra = crate::hardening::file::resolve(None)
+        .ok()
+        .flatten()
+        .map(|h| h.extra_flag_names())
+        .unwrap_or_default();
+    let mut removals = Vec::new();
+    for path in &known {
+        if let Some(r) = crate::hardening::external::last_removal(
+            catalog,
+            view.unrecovered.store(),
+            &ctx.paths.root,
+            path,
+            &extra,
+        )? {
+            removals.push(r);
+        }
+    }
     let last_txn = catalog.last_txn()?.map(|t| {
         json!({"txn": t.txn, "kind": t.kind, "status": t.status, "reason": t.reason,
                "started_at": fmt_time(t.started_at), "ended_at": t.ended_at.map(fmt_time)})
@@ -191,121 +205,19 @@ pub fn status(ctx: &Ctx, exit_code: bool) -> Result<Outcome> {
             d["path"].as_str().unwrap_or("")
         ));
     }
+    for r in &removals {
+        text.push_str(&format!("{}\n", r.line()));
+    }
     if !view.fresh {
         text.push_str("(another kubeharden holds the lock: a transaction may be in progress)\n");
     }
-    let json = json!({"incomplete": incomplete, "drift": drift, "last_txn": last_txn, "store_bytes": store_bytes, "versions": versions});
+    let json = json!({"incomplete": incomplete, "drift": drift, "last_txn": last_txn, "store_bytes": store_bytes, "versions": versions,
+        "external_changes": removals.iter().map(|r| r.json()).collect::<Vec<_>>()});
     let attention = !incomplete.is_empty() || !drift.is_empty();
     Ok(Outcome::new(json, text).with_code(i32::from(exit_code && attention)))
 }
 
+/// `verify [--repair]`: see `verify.rs`.
 pub fn verify(ctx: &Ctx, repair: bool) -> Result<Outcome> {
-    if !ctx.prepare_state(false)? {
-        return Ok(Outcome::new(
-            json!({"ok": true, "records": 0, "objects": 0}),
-            "no state yet\n",
-        ));
-    }
-    // The catalog is compared (and with --repair rewritten) under the exclusive lock, waited
-    // for as before. A state dir that cannot be written is checked without it (shared lock, or
-    // none); --repair then fails opening the lock, with the reason.
-    let wait = || {
-        crate::engine::state::lock(
-            &ctx.paths,
-            std::time::Duration::from_secs(ctx.global.lock_timeout),
-        )
-        .map(crate::engine::state::ReadLock::Exclusive)
-    };
-    let lock = match crate::engine::state::read_lock(&ctx.paths)? {
-        crate::engine::state::ReadLock::Busy => wait()?,
-        crate::engine::state::ReadLock::ReadOnly { .. } if repair => wait()?,
-        l => l,
-    };
-    let read_only = matches!(lock, crate::engine::state::ReadLock::ReadOnly { .. });
-    let start = wal::Position {
-        segment: 1,
-        offset: SEGMENT_HEADER_LEN as u64,
-    };
-    // Every record's checksum, from the first segment on; corruption is exit 6 here.
-    let scan = wal::scan_from(ctx.fs.as_ref(), &ctx.paths.journal, start)?;
-    let store = crate::store::ObjectStore::new(ctx.fs.clone(), ctx.paths.objects.clone());
-    let mut rebuilt = Catalog::open_in_memory()?;
-    rebuilt.apply(&scan.records, &|h| store.stored_size(h).unwrap_or(0))?;
-    // Every object any version or transaction names must read back to its hash.
-    let mut hashes: BTreeSet<Hash> = BTreeSet::new();
-    for r in &scan.records {
-        match &r.decoded.record {
-            crate::journal::record::Record::Version(v) => {
-                hashes.insert(v.state.hash);
-            }
-            crate::journal::record::Record::Begin(b) => {
-                for f in &b.files {
-                    hashes.insert(f.before.hash);
-                    hashes.insert(f.after.hash);
-                }
-            }
-            _ => {}
-        }
-    }
-    for h in &hashes {
-        store.get(h)?;
-    }
-    let mut text = format!(
-        "journal: {} records, checksums ok\nobjects: {} checked, hashes ok\n",
-        scan.records.len(),
-        hashes.len()
-    );
-    if let Some(t) = &scan.torn {
-        text.push_str(&format!(
-            "journal: torn tail at segment {} offset {} ({} bytes, {}); the next mutating command cuts it\n",
-            t.segment, t.offset, t.dropped, t.reason
-        ));
-    }
-    if read_only {
-        text.push_str(
-            "catalog: not compared (the state directory cannot be written; read-only commands \
-             rebuild it in memory from the journal)\n",
-        );
-        let json = json!({
-            "ok": true, "records": scan.records.len(), "objects": hashes.len(),
-            "torn_tail": scan.torn.is_some(), "catalog_repaired": false, "read_only": true,
-        });
-        return Ok(Outcome::new(json, text));
-    }
-    let expected = rebuilt.dump()?;
-    let on_disk = (|| {
-        let catalog = Catalog::open(&ctx.paths.catalog)?;
-        let mut un = Unrecovered::open(ctx.fs.clone(), ctx.paths.clone(), catalog, true)?;
-        un.catch_up_catalog()?;
-        un.catalog().dump()
-    })();
-    let agrees = matches!(&on_disk, Ok(d) if *d == expected);
-    let mut repaired = false;
-    if !agrees {
-        if !repair {
-            return Err(Error::integrity(format!(
-                "{text}catalog: disagrees with the journal; run 'kubeharden verify --repair' to rebuild it"
-            )));
-        }
-        rebuild_catalog(ctx, &scan.records, &store)?;
-        repaired = true;
-        text.push_str("catalog: rebuilt from the journal\n");
-    } else {
-        text.push_str("catalog: agrees with the journal\n");
-    }
-    let json = json!({
-        "ok": true, "records": scan.records.len(), "objects": hashes.len(),
-        "torn_tail": scan.torn.is_some(), "catalog_repaired": repaired,
-    });
-    Ok(Outcome::new(json, text))
-}
-
-fn rebuild_catalog(
-    ctx: &Ctx,
-    records: &[wal::Located],
-    store: &crate::store::ObjectStore,
-) -> Result<()> {
-    Catalog::remove_files(&ctx.paths.catalog)?;
-    let mut c = Catalog::open(&ctx.paths.catalog)?;
-    c.apply(records, &|h| store.stored_size(h).unwrap_or(0))
+    super::verify::run(ctx, repair)
 }
