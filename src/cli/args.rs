@@ -84,6 +84,14 @@ pub enum OutputFormat {
     Json,
 }
 
+/// `status --format`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFormat {
+    Text,
+    Json,
+    Prometheus,
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyArg {
     /// Put back the before content of an incomplete transaction.
@@ -163,9 +171,12 @@ pub enum Command {
         /// Check id (1.2.15) or group (1.2); repeatable or comma-separated.
         #[arg(long = "check", value_name = "ID", value_delimiter = ',')]
         checks: Vec<String>,
-        /// Output form (default: -o's; junit for CI).
+        /// Output form (default: -o's; junit for CI; kube-bench-json, prometheus for fleets).
         #[arg(long, value_enum)]
         format: Option<super::commands::audit::AuditFormat>,
+        /// Write Prometheus metrics to DIR/kubeharden.prom atomically (node_exporter textfile).
+        #[arg(long, value_name = "DIR")]
+        textfile: Option<PathBuf>,
         /// Hardening file whose waivers and selection apply (default: /etc/kubeharden/hardening.yaml if it exists).
         #[arg(short = 'f', long = "file", value_name = "FILE")]
         file: Option<PathBuf>,
@@ -290,23 +301,18 @@ pub enum Command {
         /// untracked), for monitoring; 0 when all is as recorded.
         #[arg(long)]
         exit_code: bool,
+        /// prometheus: node_exporter textfile lines (with the audit's check metrics).
+        #[arg(long, value_enum)]
+        format: Option<StatusFormat>,
+        /// Write Prometheus metrics to DIR/kubeharden.prom atomically (node_exporter textfile).
+        #[arg(long, value_name = "DIR")]
+        textfile: Option<PathBuf>,
     },
     /// Check journal checksums, object hashes, and the catalog against the journal.
     Verify {
         /// Rebuild the catalog from the journal and objects.
         #[arg(long)]
         repair: bool,
-    },
-    /// Shell completion script on stdout (source it, or save it in the shell's completion dir).
-    Completion {
-        #[arg(value_enum)]
-        shell: CompletionShell,
-    },
-    /// Write kubeharden(1) and a page per subcommand into DIR (packaging).
-    #[command(hide = true)]
-    Man {
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
     },
     /// Converge the node to the hardening file: enforced checks, waivers, extra flags.
     Apply {
@@ -345,6 +351,17 @@ pub enum Command {
         file: Option<PathBuf>,
         #[command(subcommand)]
         command: ExportCommand,
+    },
+    /// Shell completion script on stdout (source it, or save it in the shell's completion dir).
+    Completion {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write kubeharden(1) and a page per subcommand into DIR (packaging).
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 

@@ -46,10 +46,18 @@ pub fn run(cli: Cli) -> Result<i32> {
             benchmark,
             checks,
             format: form,
+            textfile,
             file,
         } => {
             let h = crate::hardening::for_reading(file.as_deref())?;
-            commands::audit::audit_with(&ctx, benchmark.as_deref(), &checks, form, h.as_ref())?
+            commands::audit::audit(
+                &ctx,
+                benchmark.as_deref(),
+                &checks,
+                form,
+                textfile.as_deref(),
+                h.as_ref(),
+            )?
         }
         Command::Remediate {
             checks,
@@ -115,7 +123,11 @@ pub fn run(cli: Cli) -> Result<i32> {
                 dry_run,
             },
         )?,
-        Command::Status { exit_code } => maintenance::status(&ctx, exit_code)?,
+        Command::Status {
+            exit_code,
+            format,
+            textfile,
+        } => maintenance::status_as(&ctx, exit_code, format, textfile.as_deref())?,
         Command::Verify { repair } => maintenance::verify(&ctx, repair)?,
         Command::Set {
             manifest,
@@ -197,7 +209,8 @@ fn changes_manifests(command: &Command) -> bool {
     match command {
         Command::Set { dry_run, .. }
         | Command::Restore { dry_run, .. }
-        | Command::Remediate { dry_run, .. } => !dry_run,
+        | Command::Remediate { dry_run, .. }
+        | Command::Apply { dry_run, .. } => !dry_run,
         Command::Recover { .. } => true,
         _ => false,
     }

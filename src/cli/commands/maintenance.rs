@@ -1,16 +1,19 @@
 //! snapshot, recover, status, verify: recording, resolving and checking the state.
 
-use crate::cli::context::{stop_on_conflict, Ctx};
+use crate::cis::prometheus::{self, StateMetrics};
+use crate::cis::AuditOptions;
+use crate::cli::args::{OutputFormat, StatusFormat};
+use crate::cli::context::{absolute, stop_on_conflict, Ctx};
 use crate::cli::output::Outcome;
 use crate::cli::time::fmt_time;
 use crate::engine::observe::read_file;
 use crate::engine::recovery::Policy;
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::fsys::Kind;
 use crate::journal::record::hash_hex;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn is_manifest_name(name: &str) -> bool {
     !name.starts_with('.') && [".yaml", ".yml", ".json"].iter().any(|s| name.ends_with(s))
@@ -215,6 +218,83 @@ pub fn status(ctx: &Ctx, exit_code: bool) -> Result<Outcome> {
         "external_changes": removals.iter().map(|r| r.json()).collect::<Vec<_>>()});
     let attention = !incomplete.is_empty() || !drift.is_empty();
     Ok(Outcome::new(json, text).with_code(i32::from(exit_code && attention)))
+}
+
+/// `status [--format text|json|prometheus] [--textfile DIR]`.
+pub fn status_as(
+    ctx: &Ctx,
+    exit_code: bool,
+    format: Option<StatusFormat>,
+    textfile: Option<&Path>,
+) -> Result<Outcome> {
+    let global_json = ctx.global.output == OutputFormat::Json;
+    // --exit-code: the status's own code, whatever the form.
+    let code = || -> Result<i32> {
+        Ok(if exit_code {
+            status(ctx, true)?.code
+        } else {
+            0
+        })
+    };
+    let out = match (format, textfile) {
+        (None | Some(StatusFormat::Prometheus), Some(dir)) => {
+            super::audit::write_textfile(dir, &node_metrics(ctx)?)
+        }
+        (Some(f), Some(_)) => Err(Error::usage(format!(
+            "--textfile writes Prometheus metrics; it does not go with --format {}",
+            if f == StatusFormat::Json {
+                "json"
+            } else {
+                "text"
+            }
+        ))),
+        (Some(StatusFormat::Prometheus), None) if global_json => Err(Error::usage(
+            "-o json and --format prometheus disagree; give one of them",
+        )),
+        (Some(StatusFormat::Prometheus), None) => Ok(Outcome::new(Value::Null, node_metrics(ctx)?)),
+        (Some(StatusFormat::Json), None) => {
+            let o = status(ctx, exit_code)?;
+            let text = format!(
+                "{}\n",
+                serde_json::to_string_pretty(&o.json).unwrap_or_default()
+            );
+            return Ok(Outcome::new(o.json, text).with_code(o.code));
+        }
+        (Some(StatusFormat::Text) | None, None) => return status(ctx, exit_code),
+    }?;
+    Ok(out.with_code(code()?))
+}
+
+/// The Prometheus families of `status` (drift, incomplete transactions, last transaction,
+/// expired waivers), from the status document.
+pub fn state_metrics(ctx: &Ctx) -> Result<StateMetrics> {
+    Ok(StateMetrics::from_status_json(&status(ctx, false)?.json))
+}
+
+/// Every family: the audit's checks (default benchmark, all checks) and the state's.
+fn node_metrics(ctx: &Ctx) -> Result<String> {
+    let mut opts = AuditOptions::new(
+        absolute(&ctx.global.manifests_dir)?,
+        absolute(&ctx.global.kubernetes_dir)?,
+    );
+    let mut state = state_metrics(ctx)?;
+    // As `audit` reads it: under the default hardening file, when there is one. A broken file
+    // does not hide the state families: the audit part says why it is missing.
+    let rep = match crate::hardening::for_reading(None) {
+        Ok(h) => {
+            opts.benchmark = h.as_ref().and_then(|h| h.benchmark);
+            crate::cis::run(&opts).map(|mut rep| {
+                let applied = crate::hardening::honour(&mut rep, h.as_ref());
+                state.waivers_expired = applied.as_ref().map_or(0, |a| a.expired().count());
+                rep
+            })
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    Ok(prometheus::render(
+        rep.as_ref().map_err(String::as_str),
+        &state,
+    ))
 }
 
 /// `verify [--repair]`: see `verify.rs`.
