@@ -291,12 +291,19 @@ fn man_pages_one_per_subcommand() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let mut want: Vec<String> = kubeharden::cli::args::Cli::command()
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set())
-        .map(|s| format!("kubeharden-{}.1", s.get_name()))
-        .collect();
-    want.push("kubeharden.1".to_string());
+    // kubeharden(1), and kubeharden-A(1), kubeharden-A-B(1) for every visible (sub)subcommand.
+    fn pages(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        out.push(format!("{prefix}.1"));
+        for s in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            pages(s, &format!("{prefix}-{}", s.get_name()), out);
+        }
+    }
+    let mut want = Vec::new();
+    pages(
+        &kubeharden::cli::args::Cli::command(),
+        "kubeharden",
+        &mut want,
+    );
     want.sort();
     let mut got: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
