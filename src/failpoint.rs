@@ -27,6 +27,11 @@ pub const CRASH_POINTS: &[&str] = &[
     "recover.temps_removed",
     "recover.catalog_caught_up",
     "snapshot.version_recorded",
+    "kubeadm.locked",
+    "kubeadm.snapshot_taken",
+    "kubeadm.ran",
+    "kubeadm.recorded",
+    "kubeadm.applied",
 ];
 
 #[cfg(feature = "failpoints")]

@@ -70,6 +70,8 @@ static COUNT: AtomicU32 = AtomicU32::new(0);
 static EXIT_REQUESTED: AtomicI32 = AtomicI32::new(0);
 /// Whether this command has started a transaction (for "nothing was changed").
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// Whether recovery resolved earlier transactions in this command.
+static RECOVERED: AtomicBool = AtomicBool::new(false);
 /// What is being changed, for the messages ("/etc/kubernetes/manifests/kube-scheduler.yaml").
 static SUBJECT: Mutex<String> = Mutex::new(String::new());
 /// What was done after the signal, said once at the end.
@@ -113,6 +115,11 @@ pub fn set_phase(p: Phase) {
 
 pub fn phase() -> Phase {
     Phase::from_u8(PHASE.load(Ordering::SeqCst))
+}
+
+/// Recovery resolved earlier transactions (said when the command then stops).
+pub fn set_recovered() {
+    RECOVERED.store(true, Ordering::SeqCst);
 }
 
 /// The files the current transaction changes, for the messages.
@@ -179,6 +186,12 @@ pub fn checkpoint() -> Result<(), Error> {
     let message = if STARTED.load(Ordering::SeqCst) {
         format!(
             "interrupted by {}: no further change was started (the transactions before it are complete)",
+            name(sig)
+        )
+    } else if RECOVERED.load(Ordering::SeqCst) {
+        format!(
+            "interrupted by {} before the change was started: nothing was changed (the recovery \
+             of earlier transactions reported above was finished first)",
             name(sig)
         )
     } else {

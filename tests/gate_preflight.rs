@@ -271,3 +271,31 @@ fn item6_restart_check_proc_with_nothing_running_reports_it_truthfully() {
     assert_eq!(gate_check(&j, 1)["result"], "not_required", "{j}");
     node.ok(&["verify"]);
 }
+
+// ---------------------------------------------------------------- the gate summary line
+
+/// After a gated success the text output ends with one line per gate check: restart, probes,
+/// stability (issue 12, "a transaction log": `gate::summary_line`).
+#[test]
+fn text_output_after_a_gated_success_has_a_one_line_gate_summary() {
+    let node = common::Node::with_healthy_apiserver();
+    let out = node.run(&[
+        "set",
+        APISERVER,
+        "--flag",
+        "profiling=false",
+        "--restart-check",
+        "none",
+        "--health-timeout",
+        "30",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let text = out.stdout_text();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("gate: kube-apiserver (change) healthy: "))
+        .unwrap_or_else(|| panic!("no gate summary line: {}", out.describe()));
+    assert!(line.contains("restart not checked"), "{line}");
+    assert!(line.contains(" probes, stable after "), "{line}");
+    assert!(line.ends_with(" s"), "{line}");
+}

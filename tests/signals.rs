@@ -29,6 +29,29 @@ fn set_bogus(node: &Node, extra: &[&str], env: &[(&str, &str)]) -> Running {
     r
 }
 
+/// `set kube-scheduler.yaml --flag profiling=false` whose new process does not listen for
+/// 60 s (fake behavior `slow-start-ms`): the gate is still probing whenever the test signals.
+/// Returns once the change is written and that process runs; later starts (the rollback's)
+/// are normal again.
+fn set_held_in_gate(node: &Node, m: &Manifest, sim: &gate_support::Sim) -> Running {
+    sim.set_behavior("kube-scheduler", "slow-start-ms 60000\n");
+    let r = node.spawn(&[
+        "set",
+        "kube-scheduler.yaml",
+        "--flag",
+        "profiling=false",
+        "--health-timeout",
+        "120",
+    ]);
+    r.wait_handlers();
+    wait_changed(node, m);
+    let argv = manifests::argv_of(&node.read(&m.file_name));
+    sim.wait_for_new_argv(&argv, &[], T)
+        .expect("the sim started the changed scheduler");
+    sim.clear_behavior("kube-scheduler");
+    r
+}
+
 fn wait_changed(node: &Node, m: &Manifest) {
     assert!(
         wait_until(T, || node.read(&m.file_name) != m.yaml),
@@ -91,19 +114,24 @@ fn item1_signal_before_the_write_during_lock_wait_changes_nothing() {
 
 // ---------------------------------------------------------------- during the gate
 
-/// The issue's case: Ctrl-C 5 s into the gate of a change that crash-loops. The gate stops,
-/// the previous content goes back through the normal rollback (journal ROLLED_BACK "interrupted
-/// by SIGINT"), the rollback is confirmed (the old argv runs and is healthy), exit 130.
+/// Ctrl-C while the gate waits for the changed component (the issue: "Ctrl-C after 5 s: exit
+/// 130, no output, the scheduler crash-loops"). The gate stops, the previous content goes back
+/// through the normal rollback (journal ROLLED_BACK "interrupted by SIGINT"), the rollback is
+/// confirmed (the old argv runs and is healthy), the message says so, exit 130.
 #[test]
 fn item1_sigint_during_gate_rolls_back() {
     let (node, m, sim) = scheduler_node();
-    let r = set_bogus(&node, &["--health-timeout", "120"], &[]);
-    wait_changed(&node, &m);
-    std::thread::sleep(Duration::from_secs(5));
+    let r = set_held_in_gate(&node, &m, &sim);
+    std::thread::sleep(Duration::from_secs(2));
     let mut r = r;
     assert!(r.running(), "the gate ended before the signal");
+    let t = std::time::Instant::now();
     r.signal(SIGINT);
     let run = r.finish(Duration::from_secs(180));
+    eprintln!(
+        "measured: SIGINT to exit (rollback written and confirmed) {:?}",
+        t.elapsed()
+    );
     assert_eq!(run.code, Some(130), "{}", run.dump());
     let t = run.txn();
     assert_eq!(t["status"], "rolled_back", "{}", run.dump());
@@ -134,10 +162,9 @@ fn item1_sigint_during_gate_rolls_back() {
 /// reverted; `kubeharden recover` then puts the previous content back and closes the journal.
 #[test]
 fn item1_second_sigint_exits_at_once_and_leaves_the_transaction_to_recovery() {
-    let (node, m, _sim) = scheduler_node();
-    let r = set_bogus(&node, &["--health-timeout", "120"], &[]);
-    wait_changed(&node, &m);
-    std::thread::sleep(Duration::from_secs(2));
+    let (node, m, sim) = scheduler_node();
+    let r = set_held_in_gate(&node, &m, &sim);
+    std::thread::sleep(Duration::from_secs(1));
     r.signal(SIGINT);
     assert!(
         r.wait_stderr("stopping the health gate", T),
@@ -309,8 +336,8 @@ fn item1_second_signal_during_the_durable_write_exits_after_it() {
 #[test]
 fn item1_sigint_during_recover_replay_reverts() {
     let (node, m, sim) = scheduler_node();
-    let r = set_bogus(&node, &["--health-timeout", "120"], &[]);
-    wait_changed(&node, &m);
+    // The changed process listens only after 60 s: the replay's gate is still probing it.
+    let r = set_held_in_gate(&node, &m, &sim);
     r.signal(Signal::SIGKILL);
     let killed = r.finish(T);
     assert_eq!(killed.code, None, "killed");
@@ -365,4 +392,52 @@ fn item1_sigint_during_remediate_gate_rolls_back() {
         run.dump()
     );
     assert_before_back_and_closed(&node, &m);
+}
+
+// ---------------------------------------------------------------- during recovery
+
+/// A signal while the command first recovers an earlier, incomplete transaction: the recovery
+/// is finished (that transaction reverted, journal closed), then the command stops before its
+/// own change: exit 130, "nothing was changed", the previous content on disk.
+#[test]
+fn item1_sigint_during_recovery_finishes_it_and_changes_nothing() {
+    if !cfg!(feature = "failpoints") {
+        eprintln!("SKIPPED item1_sigint_during_recovery: needs --features failpoints");
+        return;
+    }
+    let (node, m, _sim) = scheduler_node();
+    // An incomplete transaction: the process dies right after its write.
+    let crashed = node
+        .spawn_env(
+            &["set", "kube-scheduler.yaml", "--flag", "profiling=false"],
+            &[("KUBEHARDEN_CRASH_AT", "txn.applied_appended")],
+        )
+        .finish(T);
+    assert_eq!(crashed.code, None, "{}", crashed.dump());
+    assert_eq!(node.incomplete(), 1);
+    let r = node.spawn_env(
+        &["set", "kube-scheduler.yaml", "--flag", "v=3"],
+        &[("KUBEHARDEN_PAUSE_AT", "recover.temps_removed:2000")],
+    );
+    assert!(
+        r.wait_stderr("paused at recover.temps_removed", T),
+        "{}",
+        r.stderr_so_far()
+    );
+    r.signal(SIGINT);
+    let run = r.finish(Duration::from_secs(120));
+    assert_eq!(run.code, Some(130), "{}", run.dump());
+    for said in ["finishing the recovery", "reverted", "nothing was changed"] {
+        assert!(
+            run.stderr.contains(said),
+            "{said:?} missing: {}",
+            run.dump()
+        );
+    }
+    assert_eq!(run.json["exit_code"], 130, "{}", run.dump());
+    assert_before_back_and_closed(&node, &m);
+    assert!(
+        !node.read(&m.file_name).contains("--v=3"),
+        "the interrupted command's own change was not made"
+    );
 }

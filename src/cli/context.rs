@@ -51,6 +51,7 @@ pub fn is_mutating(cmd: &super::args::Command) -> bool {
         C::Set { dry_run, .. } | C::Remediate { dry_run, .. } | C::Restore { dry_run, .. } => {
             !dry_run
         }
+        C::Prune { dry_run, .. } => !dry_run,
         C::Snapshot { .. } | C::Recover { .. } => true,
         C::Verify { repair } => *repair,
         _ => false,
@@ -185,8 +186,8 @@ impl Ctx {
         state::check_trusted(self.fs.as_ref(), &self.paths, trust)?;
         let exists = state::prepare(self.fs.as_ref(), &self.paths, create)?;
         if create {
-            // What was just created is ours; what was there is checked again under the lock
-            // holder's eyes (cheap: a few dozen entries).
+            // What was just created is checked too (a umask or a default ACL can leave it
+            // group-writable); cheap: a few dozen entries.
             state::check_trusted(self.fs.as_ref(), &self.paths, trust)?;
         }
         Ok(exists)
@@ -235,6 +236,9 @@ impl Ctx {
         );
         crate::signals::set_phase(crate::signals::Phase::Between);
         let (engine, report) = recovered?;
+        if !report.resolved.is_empty() {
+            crate::signals::set_recovered();
+        }
         print_recovery_notes(&report);
         Ok(Locked {
             engine,

@@ -251,10 +251,7 @@ impl<'a> Check<'a> {
     /// The end of probing: the deadline, or, when every probe's streak began before it, the
     /// end of that streak's stability window.
     fn end(&self, stable: &Stability) -> Instant {
-        match stable.window_start() {
-            Some(w) if w <= self.deadline => self.deadline.max(w + MIN_SPAN + STREAK_SLACK),
-            _ => self.deadline,
-        }
+        probing_end(self.deadline, stable.window_start())
     }
 
     /// Phase 2: every probe succeeds steadily, following the process as it is restarted.
@@ -413,6 +410,15 @@ impl<'a> Check<'a> {
     }
 }
 
+/// The timing floor: past `deadline`, a streak that every probe began by then may still finish
+/// its stability window.
+fn probing_end(deadline: Instant, window_start: Option<Instant>) -> Instant {
+    match window_start {
+        Some(w) if w <= deadline => deadline.max(w + MIN_SPAN + STREAK_SLACK),
+        _ => deadline,
+    }
+}
+
 /// "https://127.0.0.1:6443/livez → 401 Unauthorized" for the first failing (else last) probe.
 pub fn last_probe(specs: &[ProbeSpec], last: &[Option<ProbeResult>]) -> String {
     let pick = specs
@@ -424,5 +430,26 @@ pub fn last_probe(specs: &[ProbeSpec], last: &[Option<ProbeResult>]) -> String {
         Some((s, Some(r))) => format!("{} → {}", s.describe(), r.detail),
         Some((s, None)) => format!("{} → (not probed yet)", s.describe()),
         None => "(no probes declared)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streak_begun_before_a_short_timeout_may_finish_its_window() {
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs(1);
+        // Healthy from 0.2 s: judged until 0.2 + 2 + 1 s, past the 1-s timeout.
+        let w = t0 + Duration::from_millis(200);
+        assert_eq!(probing_end(deadline, Some(w)), w + MIN_SPAN + STREAK_SLACK);
+        // Not healthy in time (no streak, or one begun after the deadline): the deadline.
+        assert_eq!(probing_end(deadline, None), deadline);
+        let late = t0 + Duration::from_millis(1500);
+        assert_eq!(probing_end(deadline, Some(late)), deadline);
+        // A long timeout is never shortened.
+        let long = t0 + Duration::from_secs(60);
+        assert_eq!(probing_end(long, Some(w)), long);
     }
 }

@@ -20,7 +20,6 @@ use check::{Before, Check};
 use probe::{Prober, TlsOptions};
 pub use report::{summary_line, GateReport, HealthBefore};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -63,7 +62,7 @@ pub struct HealthGate {
 
 /// A warning on stderr; an unwritable stderr is not an error.
 fn warn(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "kubeharden: warning: {msg}");
+    crate::cli::output::say(format_args!("warning: {msg}"));
 }
 
 impl HealthGate {
@@ -159,6 +158,11 @@ impl Gate for HealthGate {
         let result = self.check_all(targets, rollback);
         signals::set_phase(Phase::Recording);
         result
+    }
+
+    fn summary(&self) -> Option<String> {
+        let lines: Vec<String> = self.reports.iter().map(summary_line).collect();
+        (!lines.is_empty()).then(|| lines.join("\n"))
     }
 }
 

@@ -22,7 +22,7 @@ const RETRY_EVERY: Duration = Duration::from_millis(300);
 /// A failure that says the probe options are wrong, not that the component is down.
 fn options_refused(r: &ProbeResult) -> bool {
     let d = r.detail.to_ascii_lowercase();
-    ["certificate", "issuer", "tls", "handshake", "401 ", "403 "]
+    ["certificate", "issuer", "401 ", "403 "]
         .iter()
         .any(|w| format!("{d} ").contains(w))
 }
