@@ -34,6 +34,8 @@
 //!                     connection can be made to the first --etcd-servers URL
 //! ignore-sigterm      SIGTERM is ignored (the kubelet has to SIGKILL)
 //! exit-code N         exit N right after flag validation
+//! refuse-flag NAME    exit 1 with `Error: unknown flag: --NAME` when the flag is given (a
+//!                     flag a newer version removed; repeatable)
 //! ```
 //! (`#` starts a comment).
 
@@ -829,6 +831,7 @@ struct Behavior {
     require_etcd: bool,
     ignore_sigterm: bool,
     exit_code: Option<i32>,
+    refuse_flags: Vec<String>,
 }
 
 fn read_behavior(component: Component) -> Behavior {
@@ -855,6 +858,7 @@ fn read_behavior(component: Component) -> Behavior {
             "require-etcd" => b.require_etcd = true,
             "ignore-sigterm" => b.ignore_sigterm = true,
             "exit-code" => b.exit_code = arg.and_then(|a| a.parse().ok()),
+            "refuse-flag" => b.refuse_flags.extend(arg.map(str::to_string)),
             other => log(&format!("behavior: ignoring unknown line {other:?}")),
         }
     }
@@ -1125,6 +1129,14 @@ fn main() {
     if let Some(code) = behavior.exit_code {
         log(&format!("behavior: exit-code {code}"));
         std::process::exit(code);
+    }
+    if let Some(f) = behavior
+        .refuse_flags
+        .iter()
+        .find(|f| last(&flags, f).is_some())
+    {
+        eprintln!("Error: unknown flag: --{f}");
+        std::process::exit(1);
     }
     if behavior.ignore_sigterm {
         // SAFETY: installing SIG_IGN runs no code in the handler.

@@ -21,6 +21,10 @@ pub enum Error {
     /// disagrees with the journal, a symlink planted in the state dir. Exit 6.
     #[error("{0}")]
     Integrity(String),
+    /// SIGINT, SIGTERM or SIGHUP stopped the command; the message says what was done.
+    /// Exit 128 + the signal (130, 143, 129).
+    #[error("{message}")]
+    Interrupted { signal: i32, message: String },
     /// An operating-system error before any manifest was touched (or in a command that touches
     /// none). Exit 7.
     #[error("{context}: {}; no manifest was changed", errno_text(.source))]
@@ -54,6 +58,7 @@ impl Error {
             Error::LockBusy(_) => 5,
             Error::Integrity(_) => 6,
             Error::Io { .. } | Error::IoChanged { .. } => EXIT_IO,
+            Error::Interrupted { signal, .. } => 128 + signal,
         }
     }
 

@@ -154,20 +154,18 @@ fn show_at_rfc3339_and_local_time_pick_the_version_on_disk_then() {
 
     let tz = [("TZ", TZ_PLUS_0530)];
     let show_at = |at: &str| node.run_env(&["show", APISERVER, "--at", at], &tz);
-    let cases: [(&str, &[u8]); 12] = [
+    let cases: [(&str, &[u8]); 10] = [
         ("2020-01-01T00:00:00Z", &a),
         ("2020-06-01T00:00:00Z", &a),
         ("2021-06-01T11:59:59Z", &a),
         ("2021-06-01T12:00:00Z", &b),
         ("2021-06-01T13:59:59+02:00", &a),
         ("2021-06-01T14:00:00+02:00", &b),
-        ("2099-01-01T00:00:00Z", &c),
         // Local time, TZ=UTC+05:30: 17:30 local is 12:00Z.
         ("2021-06-01 17:29:59", &a),
         ("2021-06-01 17:30:00", &b),
         ("2021-06-01 17:29", &a),
         ("2021-06-01 17:30", &b),
-        ("2099-01-01 00:00:00", &c),
     ];
     for (at, want) in cases {
         let out = show_at(at).expect_code(0);
@@ -177,8 +175,13 @@ fn show_at_rfc3339_and_local_time_pick_the_version_on_disk_then() {
             blake3_hex(&out.stdout)
         );
     }
-    // Before anything was recorded: no such version, exit 2.
+    // Now is the latest version; the future is refused (issue 12 item 7), exit 2.
+    let now = chrono::Utc::now().to_rfc3339();
+    assert!(show_at(&now).expect_code(0).stdout == c);
     let fp = node.durable_fingerprint();
+    show_at("2099-01-01T00:00:00Z").expect_code(2);
+    show_at("2099-01-01 00:00:00").expect_code(2);
+    // Before anything was recorded: no such version, exit 2.
     show_at("2019-12-31T23:59:59Z").expect_code(2);
     show_at("2020-01-01 05:29:59").expect_code(2);
     assert_unchanged(&node, &fp, "show --at before the first version");
@@ -388,7 +391,24 @@ fn restore_that_fails_its_gate_is_rolled_back_with_exit_3_to_the_exact_before_by
 #[test]
 fn rollback_failed_json_names_the_transaction_and_its_after_content() {
     let mut node = Node::new();
-    let sick = common::ProbeServer::start(|| 500);
+    // Healthy before the change (the gate probes first), broken for good once the manifest
+    // changes: the rollback cannot bring it back, so it fails (a component that was already
+    // down before would only be held to that, exit 3).
+    let path = node.path(APISERVER);
+    let first: std::sync::Mutex<Option<Vec<u8>>> = std::sync::Mutex::new(None);
+    let broken = std::sync::atomic::AtomicBool::new(false);
+    let sick = common::ProbeServer::start(move || {
+        let now = fs::read(&path).unwrap_or_default();
+        let mut seen = first.lock().unwrap();
+        if *seen.get_or_insert_with(|| now.clone()) != now {
+            broken.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if broken.load(std::sync::atomic::Ordering::SeqCst) {
+            500
+        } else {
+            200
+        }
+    });
     node.aim_apiserver_probes(sick.port);
     node.ok(&["snapshot"]);
     let a = node.read(APISERVER);
@@ -401,6 +421,8 @@ fn rollback_failed_json_names_the_transaction_and_its_after_content() {
         "--restart-check",
         "none",
         "--health-timeout",
+        "1",
+        "--rollback-timeout",
         "1",
         "-o",
         "json",

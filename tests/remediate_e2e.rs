@@ -1577,8 +1577,13 @@ impl Drop for Immutable {
     }
 }
 
+/// The exit code of an operating-system error (cli.md: 7).
+fn io_exit() -> i32 {
+    kubeharden::error::EXIT_IO
+}
+
 #[test]
-fn item3_remediate_rolled_back_transaction_exits_3() {
+fn item3_remediate_rolled_back_transaction_never_exits_0() {
     let plane = Plane::new();
     let node = &plane.node;
     let admin = node.kd.path("admin.conf");
@@ -1592,28 +1597,62 @@ fn item3_remediate_rolled_back_transaction_exits_3() {
         eprintln!("SKIPPED: chattr +i failed (needs root and a file system with attributes)");
         return;
     };
+    // 1.1.13 chmods admin.conf, then super-admin.conf. The first cannot be changed: its
+    // transaction is rolled back, an I/O error (exit 7) that says so; the second never starts.
     let r = node.run(&["remediate", "--check", "1.1.13", "--no-health-gate"]);
-    // 1.1.13 chmods admin.conf and super-admin.conf: one transaction each.
-    let txns = r.transactions();
-    let status_of = |p: &Path| {
-        txns.iter()
-            .find(|t| t["path"] == p.display().to_string().as_str())
-            .map(|t| t["status"].as_str().unwrap().to_string())
-    };
+    assert_eq!(r.code, io_exit(), "never 0: {}", r.dump());
+    let err = &r.json["error"];
     assert_eq!(
-        status_of(&admin).as_deref(),
-        Some("rolled_back"),
+        err["path"],
+        admin.display().to_string().as_str(),
         "{}",
         r.dump()
     );
-    assert_eq!(
-        r.code,
-        3,
-        "a rolled-back transaction is never exit 0: {}",
+    assert_eq!(err["txn"], 1, "the transaction it began: {}", r.dump());
+    assert!(
+        err["cause"].as_str().unwrap().contains("rolled back"),
+        "{}",
         r.dump()
     );
-    assert_eq!(r.ids("rolled_back"), ["1.1.13"], "{}", r.dump());
     assert!(r.ids("applied").is_empty(), "{}", r.dump());
-    assert_eq!(check_results(&r)["1.1.13"]["result"], "rolled_back");
+    let c = &check_results(&r)["1.1.13"];
+    assert_eq!(
+        (c["result"].as_str(), c["txn"].as_u64()),
+        (Some("failed"), Some(1)),
+        "{c}"
+    );
+    let not_started = &r.json["not_started"][0]["path"];
+    let super_admin = node.kd.path("super-admin.conf");
+    assert_eq!(
+        not_started,
+        super_admin.display().to_string().as_str(),
+        "{}",
+        r.dump()
+    );
     assert_eq!(mode_of(&admin), 0o644);
+    let t = node.run_text(&["remediate", "--check", "1.1.13", "--no-health-gate"]);
+    assert_eq!(t.code, io_exit(), "{}", t.dump());
+    assert!(t.stdout.contains("failed in transaction 2"), "{}", t.dump());
+
+    // A manifest batch whose write fails: the same, not bisected (no fix is to blame for a
+    // file that cannot be written), the manifest as before.
+    let manifest = node.kd.manifest_path("kube-apiserver.yaml");
+    let before = std::fs::read(&manifest).unwrap();
+    let _m = Immutable::set(&manifest).expect("chattr +i worked above");
+    let r = node.run(&[
+        "remediate",
+        "--check",
+        "1.2.15,1.2.16,1.2.18",
+        "--no-health-gate",
+    ]);
+    assert_eq!(r.code, io_exit(), "{}", r.dump());
+    assert!(r.transactions().is_empty(), "no bisection: {}", r.dump());
+    assert_eq!(r.json["error"]["txn"], 3, "{}", r.dump());
+    for id in ["1.2.15", "1.2.16", "1.2.18"] {
+        assert_eq!(check_results(&r)[id]["result"], "failed", "{id}");
+    }
+    assert_eq!(std::fs::read(&manifest).unwrap(), before);
+    // The journal says the transactions were rolled back, not left open.
+    let s = node.run(&["status"]);
+    assert_eq!(s.json["incomplete"], serde_json::json!([]), "{}", s.dump());
 }

@@ -98,7 +98,13 @@ fn apply_one(
     stored_size: &dyn Fn(&Hash) -> u64,
 ) -> rusqlite::Result<()> {
     match rec {
-        Record::Begin(b) => insert_begin(tx, b),
+        Record::Begin(b) => {
+            for f in &b.files {
+                unprune(tx, &f.before.hash)?;
+                unprune(tx, &f.after.hash)?;
+            }
+            insert_begin(tx, b)
+        }
         Record::Applied { txn, at } => {
             tx.prepare_cached("UPDATE transactions SET applied_at = ?2 WHERE txn = ?1")?
                 .execute(params![*txn as i64, at])?;
@@ -116,7 +122,19 @@ fn apply_one(
         Record::Conflict { txn, at, paths } => {
             set_status(tx, *txn, "conflict", *at, Some(&paths.join("\n")))
         }
-        Record::Version(v) => insert_version(tx, v, stored_size),
+        Record::Version(v) => {
+            unprune(tx, &v.state.hash)?;
+            insert_version(tx, v, stored_size)
+        }
+        Record::GateResult { txn, summary, .. } => {
+            tx.prepare_cached(
+                "INSERT INTO txn_gate (txn, summary) VALUES (?1, ?2)
+                 ON CONFLICT(txn) DO UPDATE SET summary = excluded.summary",
+            )?
+            .execute(params![*txn as i64, summary])?;
+            Ok(())
+        }
+        Record::Pruned { at, hashes, .. } => super::pruned::apply_pruned(tx, *at, hashes),
         Record::TruncatedTail {
             at,
             segment,
@@ -135,6 +153,14 @@ fn apply_one(
             Ok(())
         }
     }
+}
+
+/// A content named by a BEGIN or VERSION is in the store (it is stored before either is
+/// written), even if an earlier `prune` dropped it.
+fn unprune(tx: &Transaction, hash: &Hash) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM pruned WHERE hash = ?1")?
+        .execute([hash_hex(hash)])?;
+    Ok(())
 }
 
 fn insert_begin(tx: &Transaction, b: &Begin) -> rusqlite::Result<()> {

@@ -328,6 +328,17 @@ impl Catalog {
         Ok(self.txns_where("ORDER BY txn DESC LIMIT 1", [])?.pop())
     }
 
+    /// Every transaction, oldest first; with `path`, those that touched it (`log`).
+    pub fn txns(&self, path: Option<&str>) -> Result<Vec<TxnRow>> {
+        match path {
+            None => self.txns_where("ORDER BY txn", []),
+            Some(p) => self.txns_where(
+                "WHERE txn IN (SELECT txn FROM txn_files WHERE path = ?1) ORDER BY txn",
+                [p],
+            ),
+        }
+    }
+
     pub fn txn(&self, id: TxnId) -> Result<Option<TxnRow>> {
         Ok(self.txns_where("WHERE txn = ?1", [id as i64])?.pop())
     }
@@ -418,6 +429,8 @@ impl Catalog {
             ("transactions", "txn"),
             ("txn_files", "txn, path"),
             ("tail_cuts", "segment, offset, at"),
+            ("pruned", "hash"),
+            ("txn_gate", "txn"),
             ("meta", "key"),
         ] {
             let sql = format!("SELECT * FROM {table} ORDER BY {order}");

@@ -21,6 +21,8 @@ mod encryption;
 pub mod eval;
 pub mod files;
 pub mod flags;
+pub mod kube_bench;
+pub mod prometheus;
 mod regex;
 pub mod report;
 pub mod rules;

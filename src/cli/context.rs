@@ -51,6 +51,7 @@ pub fn is_mutating(cmd: &super::args::Command) -> bool {
         C::Set { dry_run, .. } | C::Remediate { dry_run, .. } | C::Restore { dry_run, .. } => {
             !dry_run
         }
+        C::Prune { dry_run, .. } => !dry_run,
         C::Snapshot { .. } | C::Recover { .. } => true,
         C::Verify { repair } => *repair,
         _ => false,
@@ -185,8 +186,8 @@ impl Ctx {
         state::check_trusted(self.fs.as_ref(), &self.paths, trust)?;
         let exists = state::prepare(self.fs.as_ref(), &self.paths, create)?;
         if create {
-            // What was just created is ours; what was there is checked again under the lock
-            // holder's eyes (cheap: a few dozen entries).
+            // What was just created is checked too (a umask or a default ACL can leave it
+            // group-writable); cheap: a few dozen entries.
             state::check_trusted(self.fs.as_ref(), &self.paths, trust)?;
         }
         Ok(exists)
@@ -200,6 +201,7 @@ impl Ctx {
             Policy::Replay => Some(
                 crate::gate::HealthGate::new(crate::gate::GateConfig {
                     timeout: Duration::from_secs(120),
+                    rollback_timeout: crate::gate::DEFAULT_ROLLBACK_TIMEOUT,
                     probe_urls: Vec::new(),
                     restart_check: crate::gate::RestartCheck::Auto,
                     tls: Default::default(),
@@ -221,15 +223,22 @@ impl Ctx {
         self.require_root_for_node_paths()?;
         self.prepare_state(true)?;
         let lock = state::lock(&self.paths, Duration::from_secs(self.global.lock_timeout))?;
+        // A signal from here on is not "nothing held": recovery finishes first.
+        crate::signals::set_phase(crate::signals::Phase::Recovering);
         let catalog = self.open_catalog(true)?;
         let un = Unrecovered::open(self.fs.clone(), self.paths.clone(), catalog, true)?;
         let dirs: Vec<PathBuf> = self.manifests_dir().into_iter().collect();
-        let (engine, report) = un.recover(
+        let recovered = un.recover(
             policy,
             &dirs,
             gate.as_mut()
                 .map(|g| g as &mut dyn crate::engine::txn::Gate),
-        )?;
+        );
+        crate::signals::set_phase(crate::signals::Phase::Between);
+        let (engine, report) = recovered?;
+        if !report.resolved.is_empty() {
+            crate::signals::set_recovered();
+        }
         print_recovery_notes(&report);
         Ok(Locked {
             engine,

@@ -32,6 +32,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         return Err(Error::usage("no command given; see 'kubeharden --help'"));
     };
     let format = cli.global.output;
+    if changes_manifests(&command) {
+        // Ctrl-C, SIGTERM, SIGHUP roll a change back instead of killing the process mid-gate.
+        crate::signals::install(format == OutputFormat::Json)
+            .map_err(|e| Error::usage(format!("cannot install signal handlers: {e}")))?;
+    }
     let ctx = Ctx::new(cli.global)?;
     if context::is_mutating(&command) {
         ctx.require_root_for_node_paths()?;
@@ -41,12 +46,25 @@ pub fn run(cli: Cli) -> Result<i32> {
             benchmark,
             checks,
             format: form,
-        } => commands::audit::audit(&ctx, benchmark.as_deref(), &checks, form)?,
+            textfile,
+            file,
+        } => {
+            let h = crate::hardening::for_reading(file.as_deref())?;
+            commands::audit::audit(
+                &ctx,
+                benchmark.as_deref(),
+                &checks,
+                form,
+                textfile.as_deref(),
+                h.as_ref(),
+            )?
+        }
         Command::Remediate {
             checks,
             all,
             benchmark,
             dry_run,
+            file,
             gate,
         } => commands::remediate::remediate(
             &ctx,
@@ -56,9 +74,12 @@ pub fn run(cli: Cli) -> Result<i32> {
                 benchmark: benchmark.as_deref(),
                 dry_run,
                 gate: &gate,
+                hardening: crate::hardening::for_reading(file.as_deref())?,
             },
         )?,
-        Command::Snapshot { manifests } => maintenance::snapshot(&ctx, &manifests)?,
+        Command::Snapshot { manifests, reason } => {
+            maintenance::snapshot(&ctx, &manifests, &reason)?
+        }
         Command::History { manifest } => versions::history(&ctx, manifest.as_deref())?,
         Command::Show {
             manifest,
@@ -87,7 +108,26 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
         )?,
         Command::Recover { policy: p, gate } => maintenance::recover(&ctx, policy(p), &gate)?,
-        Command::Status { exit_code } => maintenance::status(&ctx, exit_code)?,
+        Command::Log { manifest, txn } => {
+            commands::log::log(&ctx, manifest.as_deref(), txn.as_deref())?
+        }
+        Command::Prune {
+            keep,
+            keep_days,
+            dry_run,
+        } => commands::prune::prune(
+            &ctx,
+            commands::prune::PruneArgs {
+                keep,
+                keep_days,
+                dry_run,
+            },
+        )?,
+        Command::Status {
+            exit_code,
+            format,
+            textfile,
+        } => maintenance::status_as(&ctx, exit_code, format, textfile.as_deref())?,
         Command::Verify { repair } => maintenance::verify(&ctx, repair)?,
         Command::Set {
             manifest,
@@ -109,10 +149,71 @@ pub fn run(cli: Cli) -> Result<i32> {
                 gate: &gate,
             },
         )?,
+        Command::Apply {
+            file,
+            dry_run,
+            gate,
+        } => commands::apply::apply(
+            &ctx,
+            commands::apply::ApplyArgs {
+                file: file.as_deref(),
+                dry_run,
+                gate: &gate,
+            },
+        )?,
+        Command::Kubeadm {
+            kubeadm,
+            file,
+            gate,
+            args,
+        } => commands::kubeadm::kubeadm(
+            &ctx,
+            commands::kubeadm::KubeadmArgs {
+                kubeadm: kubeadm.as_deref(),
+                file: file.as_deref(),
+                args: &args,
+                gate: &gate,
+            },
+        )?,
+        Command::Hardening {
+            command:
+                args::HardeningCommand::Init {
+                    file,
+                    from_history,
+                    force,
+                },
+        } => commands::hardening::init(&ctx, file.as_deref(), from_history, force)?,
+        Command::Export { file, command } => match command {
+            args::ExportCommand::Kubeadm { api, from } => {
+                commands::export::kubeadm(&ctx, file.as_deref(), api.as_deref(), from.as_deref())?
+            }
+            args::ExportCommand::Patches { dir } => {
+                commands::export::patches(&ctx, file.as_deref(), &dir)?
+            }
+            args::ExportCommand::ClusterApi { encryption_secret } => {
+                commands::export::cluster_api(&ctx, file.as_deref(), &encryption_secret)?
+            }
+        },
+        // Generated from the clap definitions; no state involved, written as they are.
+        Command::Completion { shell } => return commands::completion::completion(shell),
+        Command::Man { dir } => return commands::completion::man(&dir),
     };
+    crate::signals::set_phase(crate::signals::Phase::Recording);
     let code = outcome.code;
     emit(outcome, format);
-    Ok(code)
+    Ok(crate::signals::final_code(code))
+}
+
+/// The commands that write manifests (and so run a gate): signals are handled for these.
+fn changes_manifests(command: &Command) -> bool {
+    match command {
+        Command::Set { dry_run, .. }
+        | Command::Restore { dry_run, .. }
+        | Command::Remediate { dry_run, .. }
+        | Command::Apply { dry_run, .. } => !dry_run,
+        Command::Recover { .. } => true,
+        _ => false,
+    }
 }
 
 /// Write the outcome to stdout, in large writes; a closed pipe (`| head`) is not an error.

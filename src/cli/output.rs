@@ -220,6 +220,9 @@ pub struct VersionJson<'a> {
     pub on_disk_until: Option<Rfc3339>,
     pub origin: &'a str,
     pub path: &'a str,
+    /// `prune` dropped the content from the store (the version stays listed).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pruned: bool,
     pub recorded_at: Rfc3339,
     pub size: u64,
     pub txn: Option<u64>,
@@ -239,16 +242,62 @@ impl fmt::Display for TxnCell {
     }
 }
 
-/// The UNTIL column: a time, or `(current)`.
-struct UntilCell(Option<Rfc3339>);
+/// How the last version of a file compares with the file on disk now: only a version whose
+/// content, mode and owner are what the disk holds is "(current)".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDisk {
+    /// Not looked at (the row is not a file's last version, or nobody checked).
+    Unknown,
+    Matches,
+    Changed,
+    Unreadable,
+}
+
+impl OnDisk {
+    fn label(self) -> &'static str {
+        match self {
+            OnDisk::Unknown | OnDisk::Matches => "(current)",
+            OnDisk::Changed => "(changed on disk since)",
+            OnDisk::Unreadable => "(cannot read it now)",
+        }
+    }
+}
+
+/// The UNTIL column: a time, or how the last version compares with the disk.
+struct UntilCell(Option<Rfc3339>, OnDisk);
 
 impl fmt::Display for UntilCell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
             Some(t) => fmt::Display::fmt(t, f),
-            None => f.pad("(current)"),
+            None => f.pad(self.1.label()),
         }
     }
+}
+
+/// The MODE column: four octal digits, or `-` for a file that did not exist.
+struct ModeCell(u32);
+
+impl fmt::Display for ModeCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 & crate::journal::record::ABSENT_MODE != 0 {
+            f.pad("-")
+        } else {
+            f.pad(&format!("{:04o}", self.0 & 0o7777))
+        }
+    }
+}
+
+/// The columns of a `history` line and of its header: one format for both, so they align.
+macro_rules! history_columns {
+    ($out:expr, $v:expr, $from:expr, $until:expr, $origin:expr, $txn:expr, $mode:expr,
+     $owner:expr, $size:expr, $hash:expr) => {
+        writeln!(
+            $out,
+            "{:>4}  {:<24}  {:<24}  {:<9}  {:>7}  {:<4}  {:>11}  {:>7}  {}",
+            $v, $from, $until, $origin, $txn, $mode, $owner, $size, $hash
+        )
+    };
 }
 
 impl<'a> VersionView<'a> {
@@ -269,6 +318,7 @@ impl<'a> VersionView<'a> {
             on_disk_until: self.on_disk_until.map(Rfc3339::from_ms),
             origin: self.origin,
             path: self.path,
+            pruned: false,
             recorded_at,
             size: self.size,
             txn: self.txn,
@@ -277,23 +327,60 @@ impl<'a> VersionView<'a> {
         }
     }
 
-    /// One line of the `history` table (under [`VERSION_HEADER`]), with its newline.
+    /// One line of the `history` table (under [`version_header`]), with its newline.
     pub fn write_line(&self, out: &mut impl Write) -> io::Result<()> {
-        writeln!(
+        self.write_line_on_disk(out, OnDisk::Unknown)
+    }
+
+    /// [`VersionView::write_line`], saying for a file's last version how the disk compares.
+    pub fn write_line_on_disk(&self, out: &mut impl Write, disk: OnDisk) -> io::Result<()> {
+        self.write_line_full(out, disk, false)
+    }
+
+    /// [`VersionView::write_line_on_disk`], marking a version whose content was pruned.
+    pub fn write_line_full(
+        &self,
+        out: &mut impl Write,
+        disk: OnDisk,
+        pruned: bool,
+    ) -> io::Result<()> {
+        let hash = self.hash_hex.get(..16).unwrap_or(self.hash_hex);
+        let hash = if pruned {
+            format!("{hash} (pruned)")
+        } else {
+            hash.to_string()
+        };
+        history_columns!(
             out,
-            "{:>4}  {:<24}  {:<24}  {:<9}  {:>5}  {:04o}  {:>5}:{:<5}  {:>7}  {}",
             self.version,
             Rfc3339::from_ms(self.on_disk_from),
-            UntilCell(self.on_disk_until.map(Rfc3339::from_ms)),
+            UntilCell(self.on_disk_until.map(Rfc3339::from_ms), disk),
             self.origin,
             TxnCell(self.txn),
-            self.mode,
-            self.uid,
-            self.gid,
+            ModeCell(self.mode),
+            format!("{}:{}", self.uid, self.gid),
             self.size,
-            self.hash_hex.get(..16).unwrap_or(self.hash_hex),
+            hash
         )
     }
+}
+
+/// The header line of the `history` table, with its newline, aligned with its columns.
+pub fn version_header() -> String {
+    let mut v = Vec::new();
+    let _ = history_columns!(
+        &mut v,
+        "V",
+        "ON DISK FROM",
+        "UNTIL",
+        "ORIGIN",
+        "TXN",
+        "MODE",
+        "UID:GID",
+        "SIZE",
+        "BLAKE3"
+    );
+    String::from_utf8(v).unwrap_or_default()
 }
 
 /// A [`VersionRow`] seen as a [`VersionView`] (its hash encoded into `hex`).
@@ -326,9 +413,6 @@ pub fn version_line(v: &VersionRow) -> String {
     line.pop(); // the newline
     String::from_utf8(line).unwrap_or_default()
 }
-
-pub const VERSION_HEADER: &str =
-    "   V  ON DISK FROM                UNTIL                     ORIGIN       TXN  MODE    UID:GID       SIZE  BLAKE3";
 
 /// A unified diff of two byte strings (lossy UTF-8 for display).
 pub fn unified_diff(a: &[u8], b: &[u8], a_name: &str, b_name: &str) -> String {
@@ -456,7 +540,10 @@ mod tests {
         assert_eq!(format!("{}", TxnCell(None)).len(), 1);
         assert_eq!(format!("[{:>5}]", TxnCell(None)), "[    -]");
         assert_eq!(format!("[{:>5}]", TxnCell(Some(42))), "[   42]");
-        assert_eq!(format!("[{:<10}]", UntilCell(None)), "[(current) ]");
+        assert_eq!(
+            format!("[{:<10}]", UntilCell(None, OnDisk::Matches)),
+            "[(current) ]"
+        );
     }
 
     fn row(mode: u32, txn: Option<u64>, until: Option<i64>) -> VersionRow {
@@ -482,10 +569,16 @@ mod tests {
         }
     }
 
-    /// The line and the JSON object as they were built before (format! and serde_json::json!).
+    /// The line as built with format! (the reference for the fixed-width fast path), with the
+    /// columns of the header.
     fn old_line(v: &VersionRow) -> String {
+        let mode = if v.state.is_absent() {
+            "-".to_string()
+        } else {
+            format!("{:04o}", v.state.mode & 0o7777)
+        };
         format!(
-            "{:>4}  {:<24}  {:<24}  {:<9}  {:>5}  {:04o}  {:>5}:{:<5}  {:>7}  {}",
+            "{:>4}  {:<24}  {:<24}  {:<9}  {:>7}  {:<4}  {:>11}  {:>7}  {}",
             v.version,
             fmt_time(v.on_disk_from),
             v.on_disk_until
@@ -493,9 +586,8 @@ mod tests {
                 .unwrap_or_else(|| "(current)".into()),
             v.origin,
             v.txn.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
-            v.state.mode,
-            v.state.uid,
-            v.state.gid,
+            mode,
+            format!("{}:{}", v.state.uid, v.state.gid),
             v.state.size,
             &hash_hex(&v.state.hash)[..16],
         )
@@ -528,12 +620,64 @@ mod tests {
         ] {
             assert_eq!(version_line(&r), old_line(&r));
             assert_eq!(version_json(&r), old_json(&r));
+            // Every column starts where its header does.
+            assert_columns_align(&version_header(), &version_line(&r));
             // Byte for byte, as serialized.
             let hex = hash_hex(&r.state.hash);
             assert_eq!(
                 serde_json::to_string(&row_view(&r, &hex).json()).unwrap(),
                 old_json(&r).to_string()
             );
+        }
+    }
+
+    /// Each header word starts a column: the line has a non-blank right after a blank (or at
+    /// the start) there, for left-aligned columns, or the column ends where the header word
+    /// ends, for right-aligned ones.
+    fn assert_columns_align(header: &str, line: &str) {
+        let h = header.trim_end_matches('\n').as_bytes();
+        let l = line.as_bytes();
+        let mut i = 0;
+        while i < h.len() {
+            if h[i] == b' ' {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < h.len() && !(h[i] == b' ' && h.get(i + 1) == Some(&b' ')) {
+                i += 1;
+            }
+            let word = &header[start..i];
+            let left =
+                l.get(start).is_some_and(|c| *c != b' ') && (start == 0 || l[start - 1] == b' ');
+            let right =
+                l.get(i - 1).is_some_and(|c| *c != b' ') && l.get(i).is_none_or(|c| *c == b' ');
+            assert!(left || right, "column {word:?} misaligned:\n{header}{line}");
+        }
+    }
+
+    #[test]
+    fn item7_history_header_aligned() {
+        let header = version_header();
+        assert!(header.starts_with("   V  ON DISK FROM "), "{header}");
+        for r in [
+            row(0o600, Some(7), Some(1_795_684_178_999)),
+            row(0o600, None, None),
+            row(0o644 | crate::journal::record::ABSENT_MODE, None, None),
+        ] {
+            let hex = hash_hex(&r.state.hash);
+            for disk in [OnDisk::Matches, OnDisk::Changed, OnDisk::Unreadable] {
+                let mut line = Vec::new();
+                row_view(&r, &hex)
+                    .write_line_on_disk(&mut line, disk)
+                    .unwrap();
+                let line = String::from_utf8(line).unwrap();
+                assert_columns_align(&header, &line);
+                assert_eq!(line.len(), version_line(&r).len() + 1, "{line}");
+                if r.on_disk_until.is_none() {
+                    assert!(line.contains(disk.label()), "{line}");
+                }
+            }
         }
     }
 

@@ -82,7 +82,7 @@ fn rebuilt_catalog(
     if let Some(path) = file {
         // A file's checkpoint must name a durable record (the tail rule trusts it): the run
         // that appended the last ones may have died before its fsync.
-        let _ = wal::sync_last_segment(fs, &paths.journal);
+        wal::sync_last_segment(fs, &paths.journal)?;
         let on_disk = Catalog::remove_files(path)
             .and_then(|()| Catalog::open(path))
             .and_then(|mut c| c.apply(&scan.records, &size).map(|()| c));
@@ -252,12 +252,29 @@ impl Unrecovered {
     /// Bring the catalog up to the journal without touching manifests (needs the lock, unless
     /// the catalog is an in-memory rebuild).
     pub fn catch_up_catalog(&mut self) -> Result<()> {
+        self.sync_pending()?;
+        self.index_pending()
+    }
+
+    /// Make the records no run indexed durable before anything indexes them.
+    fn sync_pending(&self) -> Result<()> {
         if !self.pending.is_empty() {
             // Records no run indexed: the run that appended them may have died before its
             // fsync, and the catalog must only ever know durable records (the tail rule trusts
-            // its checkpoint). Best effort: on read-only media nothing is indexed durably anyway.
-            let _ = wal::sync_last_segment(self.fs.as_ref(), &self.paths.journal);
+            // its checkpoint). A failed fsync may have dropped those very bytes (fsyncgate):
+            // nothing is indexed then. Without the lock the index is in memory and dies with
+            // the process, so a reader on read-only media goes on.
+            if let Err(e) = wal::sync_last_segment(self.fs.as_ref(), &self.paths.journal) {
+                if self.writable {
+                    return Err(e);
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// Apply the pending records and the checked digests to the catalog (catalog work only).
+    fn index_pending(&mut self) -> Result<()> {
         let store = &self.store;
         self.catalog
             .apply(&self.pending, &|h| store.stored_size(h).unwrap_or(0))?;
@@ -276,7 +293,9 @@ impl Unrecovered {
     /// file is damaged and the lock is held, else in memory): it is a cache, never the reason
     /// a command fails.
     pub fn catch_up_or_fall_back(&mut self) -> Result<()> {
-        let Err(e) = self.catch_up_catalog() else {
+        // A journal that cannot be made durable is an error; only the catalog falls back.
+        self.sync_pending()?;
+        let Err(e) = self.index_pending() else {
             return Ok(());
         };
         let file = match (&e, self.catalog.path()) {
@@ -380,10 +399,13 @@ impl Engine {
     /// Append a record; it reaches the catalog after the next `sync`.
     pub(crate) fn log(&mut self, rec: Record) -> Result<()> {
         if let Some(why) = &self.catalog_lost {
-            return Err(Error::integrity(format!(
-                "not recording more in this run: {why}; the next run rebuilds the catalog from \
-                 the journal"
-            )));
+            return Err(Error::Io {
+                context: format!(
+                    "not recording more in this run ({why}; the next run rebuilds the catalog \
+                     from the journal)"
+                ),
+                source: std::io::Error::from_raw_os_error(nix::libc::EIO),
+            });
         }
         let located = match self.journal.append(&rec) {
             Ok(l) => l,

@@ -6,7 +6,7 @@ use super::observe::read_current;
 use super::txn::{after_origin, Gate, GateTarget};
 use super::{now_ms, replace, Engine, Unrecovered};
 use crate::catalog::{TxnFile, TxnRow};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::journal::record::{FileIntent, Origin, Record, TxnId, TxnKind};
 use crate::journal::wal::TornTail;
@@ -115,6 +115,14 @@ impl Engine {
         let mut states = Vec::new();
         let mut strangers = Vec::new();
         for f in files {
+            // What the file holds is decided on only once it is durable: the run that renamed
+            // it may have failed (or died) before its directory fsync.
+            if let Some(dir) = Path::new(&f.path).parent() {
+                self.fs()
+                    .sync_dir(dir)
+                    .ctx(|| format!("fsync {}", dir.display()))
+                    .map_err(|e| unread(e, txn))?;
+            }
             let now = match read_current(self.fs(), Path::new(&f.path)) {
                 Ok(now) => Some(now),
                 // A link or a directory where the manifest was: someone else's doing.

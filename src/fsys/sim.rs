@@ -97,7 +97,7 @@ enum Node {
     Symlink(PathBuf),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct State {
     nodes: BTreeMap<Ino, Node>,
     next_ino: Ino,
@@ -399,6 +399,15 @@ impl SimFs {
     /// The new file system has its power back: no limit, no failing fsync, counters at 0.
     pub fn power_cut(&self, rng_seed: u64) -> SimFs {
         self.cut(Some(SplitMix64(rng_seed)))
+    }
+
+    /// An independent copy of the file system as it is now, durable and live state alike (the
+    /// process ended, the power stayed on): to run several recoveries from the same state.
+    pub fn fork(&self) -> SimFs {
+        let mut st = self.lock().clone();
+        st.fail_after = None;
+        st.failing_syncs.clear();
+        SimFs(Arc::new(Mutex::new(st)))
     }
 
     /// What survives the power cut if not a single un-synced byte reached the disk.

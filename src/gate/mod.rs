@@ -1,19 +1,26 @@
 //! The health gate: after a manifest is written, prove that the kubelet restarted the component
 //! with the new argv (not that the old process still answers), that its probes succeed steadily
 //! as the kubelet would judge them, and that the running argv is the intended one. Any failure
-//! is a reason to roll back.
+//! is a reason to roll back. Before the write, the component's health is probed
+//! ([`preflight`]): a rollback is held only to the health the component had. docs/gate.md
+//! describes the phases, the timeouts and the signals.
 
+pub mod check;
+pub mod preflight;
 pub mod probe;
 pub mod procs;
 pub mod progress;
+pub mod report;
 pub mod stability;
 
 use crate::engine::txn::{Gate, GateTarget};
 use crate::manifest;
-use probe::{ProbeResult, ProbeSpec, Prober, TlsOptions};
-use progress::Progress;
+use crate::signals::{self, Phase};
+use check::{Before, Check};
+use probe::{Prober, TlsOptions};
+pub use report::{summary_line, GateReport, HealthBefore};
 use serde_json::{json, Value};
-use stability::Stability;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,46 +32,38 @@ pub enum RestartCheck {
 
 #[derive(Debug, Clone)]
 pub struct GateConfig {
+    /// Bounds the change: restart + every probe succeeding (`--health-timeout`).
     pub timeout: Duration,
+    /// Bounds the confirmation of a rollback (`--rollback-timeout`).
+    pub rollback_timeout: Duration,
     pub probe_urls: Vec<String>,
     pub restart_check: RestartCheck,
     pub tls: TlsOptions,
     pub container: Option<String>,
 }
 
-/// What was running before a write.
-struct Before {
-    path: String,
-    write_at: f64,
-    written: Instant,
-    old_pids: Vec<i32>,
-    /// Processes already running the new argv before the write.
-    current: Vec<i32>,
-}
+/// The default of `--rollback-timeout`: the previous content was running before the change,
+/// so it is given as long to come back as a change gets by default.
+pub const DEFAULT_ROLLBACK_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct HealthGate {
     cfg: GateConfig,
     prober: Prober,
     before: Vec<Before>,
+    /// Per component, what [`HealthGate::preflight`] found.
+    health_before: Mutex<Vec<(String, HealthBefore)>>,
     /// One report per checked manifest per check, in order ("change", then "rollback").
-    pub reports: Vec<Value>,
+    pub reports: Vec<GateReport>,
     failed_once: bool,
+    /// Some process of the component was seen in /proc at a write: this PID namespace shows
+    /// them (so a rollback after a crash loop, with nothing running, still checks the restart).
+    proc_visible: bool,
 }
 
-const RESTART_LIMIT: u32 = 3;
-/// /proc start times have clock-tick resolution (10 ms).
-const START_SLACK: f64 = 0.02;
-
-/// Polling back-off: from 50 ms, growing by half, never more than `cap` — a restart or a first
-/// answer is seen within `cap` of when it happens.
-fn backoff(step: u32, cap: Duration) -> Duration {
-    Duration::from_millis((50.0 * 1.5f64.powi(step.min(10) as i32)) as u64).min(cap)
+/// A warning on stderr; an unwritable stderr is not an error.
+fn warn(msg: &str) {
+    crate::cli::output::say(format_args!("warning: {msg}"));
 }
-
-/// How long after the old process is gone a process with the new argv must have appeared.
-const NOT_STARTING_GRACE: Duration = Duration::from_secs(15);
-const RESTART_POLL_CAP: Duration = Duration::from_millis(200);
-const PROBE_POLL_CAP: Duration = Duration::from_millis(500);
 
 impl HealthGate {
     pub fn new(cfg: GateConfig) -> Result<HealthGate, String> {
@@ -73,52 +72,41 @@ impl HealthGate {
             prober: Prober::new(&cfg.tls)?,
             cfg,
             before: Vec::new(),
+            health_before: Mutex::new(Vec::new()),
             reports: Vec::new(),
             failed_once: false,
+            proc_visible: false,
         })
-    }
-
-    /// Before any change: probe options the user gave (`--probe`, `--probe-ca`, `--probe-cert`)
-    /// must work against what runs now — else the rollback's own check could never pass, and a
-    /// harmless rollback would end in exit 4. Manifest probes with default TLS need no check.
-    pub fn preflight(&self, current: &[u8]) -> Result<(), String> {
-        let custom = !self.cfg.probe_urls.is_empty()
-            || self.cfg.tls.ca.is_some()
-            || self.cfg.tls.cert.is_some();
-        if !custom {
-            return Ok(());
-        }
-        let Ok(c) = manifest::container_argv(current, self.cfg.container.as_deref()) else {
-            return Ok(());
-        };
-        let specs = if self.cfg.probe_urls.is_empty() {
-            probe::from_container(&c.container)?
-        } else {
-            probe::from_urls(&self.cfg.probe_urls)?
-        };
-        for s in &specs {
-            let r = self.prober.probe(s, Duration::from_secs(5));
-            if !r.ok {
-                return Err(format!(
-                    "the probe {} fails against the running {} before any change ({}); check \
-                     --probe / --probe-ca / --probe-cert, or use --no-health-gate. Nothing was changed",
-                    s.describe(),
-                    c.name,
-                    r.detail
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// The `gate` object of the transaction JSON.
     pub fn json(&self) -> Value {
         json!({ "checks": self.reports })
     }
+
+    /// One line per check of the change and of a rollback (text output after the command).
+    pub fn summary(&self) -> String {
+        self.reports
+            .iter()
+            .map(|r| format!("gate: {}\n", summary_line(r)))
+            .collect()
+    }
 }
 
 impl Gate for HealthGate {
     fn before_write(&mut self, targets: &[GateTarget]) {
+        signals::set_phase(if self.failed_once {
+            Phase::WritingBack
+        } else {
+            Phase::Writing
+        });
+        signals::set_subject(
+            targets
+                .iter()
+                .map(|t| t.path)
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
         self.before.clear();
         for t in targets {
             // Everything running the component's program now is "old": usually the previous
@@ -143,6 +131,7 @@ impl Gate for HealthGate {
                     })
                     .unwrap_or_default();
             old_pids.retain(|p| !current.contains(p));
+            self.proc_visible |= !old_pids.is_empty() || !current.is_empty();
             self.before.push(Before {
                 path: t.path.to_string(),
                 write_at: procs::boot_now(),
@@ -154,249 +143,98 @@ impl Gate for HealthGate {
     }
 
     fn check(&mut self, targets: &[GateTarget]) -> Result<(), String> {
-        let phase = if self.failed_once {
-            "rollback"
+        let rollback = self.failed_once;
+        // A second signal during the write: the write is done now; exit, leaving it to recovery.
+        signals::exit_if_requested(if rollback {
+            "the previous content is back on disk, not yet confirmed"
         } else {
-            "change"
-        };
+            "the new content is on disk, not yet checked"
+        });
+        signals::set_phase(if rollback {
+            Phase::Confirm
+        } else {
+            Phase::Gate
+        });
+        let result = self.check_all(targets, rollback);
+        signals::set_phase(Phase::Recording);
+        result
+    }
+
+    fn summary(&self) -> Option<String> {
+        let lines: Vec<String> = self.reports.iter().map(summary_line).collect();
+        (!lines.is_empty()).then(|| lines.join("\n"))
+    }
+}
+
+impl HealthGate {
+    fn check_all(&mut self, targets: &[GateTarget], rollback: bool) -> Result<(), String> {
         for t in targets {
             // Files that are not pods (a policy file of a multi-file change) have no process.
             let Ok(c) = manifest::container_argv(t.bytes, self.cfg.container.as_deref()) else {
                 continue;
             };
-            let before = self.before.iter().find(|b| b.path == t.path);
-            let mut report = json!({"phase": phase, "path": t.path, "component": c.name});
-            let result = self.check_one(&c, before, &mut report);
-            report["result"] = json!(if result.is_ok() { "healthy" } else { "failed" });
+            let mut report = GateReport {
+                phase: if rollback { "rollback" } else { "change" }.into(),
+                path: t.path.to_string(),
+                component: c.name.clone(),
+                health_before: self.health_before(&c.name),
+                ..GateReport::default()
+            };
+            let result = self.check_one(&c, t.path, rollback, &mut report);
             if let Err(why) = &result {
-                report["reason"] = json!(why);
+                report.reason = Some(why.clone());
                 self.failed_once = true;
+            }
+            if report.result.is_empty() {
+                report.result = if result.is_ok() { "healthy" } else { "failed" }.into();
             }
             self.reports.push(report);
             result?;
         }
         Ok(())
     }
-}
 
-impl HealthGate {
+    /// Judge one component. A rollback to a component that was not healthy before the change
+    /// is not required to be healthy: the previous content is back, as it was.
     fn check_one(
         &self,
         c: &manifest::ContainerArgv,
-        before: Option<&Before>,
-        report: &mut Value,
+        path: &str,
+        rollback: bool,
+        report: &mut GateReport,
     ) -> Result<(), String> {
-        let name = c.name.as_str();
-        let argv = c.argv();
-        let started = before.map_or_else(Instant::now, |b| b.written);
-        let deadline = started + self.cfg.timeout;
-        let progress = Progress::new(name);
-        let old_pids: Vec<i32> = before.map(|b| b.old_pids.clone()).unwrap_or_default();
-        let write_at = before.map_or(0.0, |b| b.write_at);
-        let current: Vec<i32> = before.map(|b| b.current.clone()).unwrap_or_default();
-
-        let use_proc = match self.cfg.restart_check {
-            RestartCheck::Proc => true,
-            RestartCheck::None => false,
-            RestartCheck::Auto => {
-                let visible = !old_pids.is_empty() || !current.is_empty();
-                if !visible {
-                    let note = format!(
-                        "restart check skipped: no process running the previous {name} argv was \
-                         visible in /proc before the write (other PID namespace?); probes may \
-                         reach a process that has not restarted"
-                    );
-                    crate::cli::output::say(format_args!("warning: {note}"));
-                    report["restart_check_note"] = json!(note);
-                }
-                visible
-            }
-        };
-        report["restart_check"] = json!(if use_proc { "proc" } else { "none" });
-
-        // 1. The kubelet has replaced the old process with one running the new argv.
-        let mut pid = None;
-        let mut restarts = 0u32;
-        if use_proc {
-            let mut step = 0;
-            let mut old_gone_at: Option<Instant> = None;
-            loop {
-                let old_alive: Vec<i32> = old_pids
-                    .iter()
-                    .copied()
-                    .filter(|p| procs::alive(*p))
-                    .collect();
-                let fresh = procs::find_by_argv(&argv).into_iter().find(|p| {
-                    (p.started >= write_at - START_SLACK || current.contains(&p.pid))
-                        && !old_pids.contains(&p.pid)
-                });
-                if let (Some(p), true) = (fresh, old_alive.is_empty()) {
-                    pid = Some(p.pid);
-                    report["pid"] = json!(p.pid);
-                    report["process_started_after_ms"] =
-                        json!(((p.started - write_at).max(0.0) * 1000.0) as u64);
-                    report["restarted_after_ms"] = json!(started.elapsed().as_millis() as u64);
-                    break;
-                }
-                // The old process is gone but nothing runs the new argv: a component that exits
-                // at start is restarted with back-off and may never be seen alive. Do not wait
-                // out the whole timeout for it.
-                if old_alive.is_empty() {
-                    let gone = *old_gone_at.get_or_insert_with(Instant::now);
-                    if gone.elapsed() >= NOT_STARTING_GRACE {
-                        return Err(format!(
-                            "{name} was stopped by the kubelet but no process with the new argv \
-                             has stayed up for {}s: it is probably exiting at start (bad flag or \
-                             missing file; see 'crictl ps -a' and the container log)",
-                            NOT_STARTING_GRACE.as_secs()
-                        ));
-                    }
-                }
-                if Instant::now() >= deadline {
-                    let why = if !old_alive.is_empty() {
-                        format!("the old process (PID {}) is still running: has the kubelet seen the change?", old_alive[0])
-                    } else {
-                        "no process with the new argv is running (it may be exiting at start; see 'crictl ps -a')".to_string()
-                    };
-                    return Err(format!(
-                        "{name} was not restarted with the new flags within {}s: {why}",
-                        self.cfg.timeout.as_secs()
-                    ));
-                }
-                progress.update(
-                    "waiting for restart",
-                    started.elapsed(),
-                    self.cfg.timeout,
-                    "",
-                );
-                std::thread::sleep(backoff(step, RESTART_POLL_CAP));
-                step += 1;
-            }
-        }
-
-        // 2. Every probe succeeds steadily, and the process does not change under us.
-        let specs: Vec<ProbeSpec> = if self.cfg.probe_urls.is_empty() {
-            probe::from_container(&c.container).map_err(|e| format!("{name}: {e}"))?
+        let before = self.before.iter().find(|b| b.path == path);
+        let down_before = report.health_before.as_ref().is_some_and(|h| !h.healthy);
+        let timeout = if rollback {
+            self.cfg.rollback_timeout
         } else {
-            probe::from_urls(&self.cfg.probe_urls)?
+            self.cfg.timeout
         };
-        let mut stable = Stability::new(specs.len());
-        let mut last: Vec<Option<ProbeResult>> = vec![None; specs.len()];
-        let mut seen: Vec<i32> = pid.into_iter().collect();
-        let mut step = 0;
-        loop {
-            let now = Instant::now();
-            if use_proc {
-                let running = pid.is_some_and(|p| {
-                    procs::alive(p) && procs::cmdline(p).as_deref() == Some(&argv[..])
-                });
-                if !running {
-                    // The process we watched is gone: the kubelet restarts it (crash loop).
-                    if pid.take().is_some() {
-                        restarts += 1;
-                        stable.reset();
-                        if restarts >= RESTART_LIMIT {
-                            return Err(format!(
-                                "{name} exited {restarts} times; last probe {}",
-                                last_probe(&specs, &last)
-                            ));
-                        }
-                    }
-                    let successor = procs::find_by_argv(&argv)
-                        .into_iter()
-                        .find(|q| q.started >= write_at - START_SLACK && !seen.contains(&q.pid));
-                    match successor {
-                        Some(q) => {
-                            pid = Some(q.pid);
-                            seen.push(q.pid);
-                            report["pid"] = json!(q.pid);
-                        }
-                        None if now >= deadline => {
-                            return Err(format!(
-                                "{name} exited and was not running again within {}s; last probe {}",
-                                self.cfg.timeout.as_secs(),
-                                last_probe(&specs, &last)
-                            ));
-                        }
-                        None => {
-                            std::thread::sleep(backoff(step, RESTART_POLL_CAP));
-                            step += 1;
-                            continue;
-                        }
-                    }
-                }
-            }
-            if specs.is_empty() {
-                stable.record(0, true, now);
-            }
-            for (i, s) in specs.iter().enumerate() {
-                let r = self
-                    .prober
-                    .probe(s, deadline.saturating_duration_since(now));
-                stable.record(i, r.ok, Instant::now());
-                last[i] = Some(r);
-            }
-            if stable.stable(Instant::now()) {
-                if let Some(t) = stable.window_start() {
-                    report["window_started_after_ms"] =
-                        json!(t.saturating_duration_since(started).as_millis() as u64);
-                }
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "{name} not healthy within {}s; last probe {}",
-                    self.cfg.timeout.as_secs(),
-                    last_probe(&specs, &last)
-                ));
-            }
-            progress.update(
-                "probing",
-                started.elapsed(),
-                self.cfg.timeout,
-                &last_probe(&specs, &last),
-            );
-            // Enough successes already: wake when the window is long enough, not a back-off later.
-            let nap = backoff(step, PROBE_POLL_CAP);
-            std::thread::sleep(stable.wait_hint(Instant::now()).map_or(nap, |w| w.min(nap)));
-            step += 1;
+        if rollback && down_before {
+            report.timeout_s = timeout.as_secs();
+            report.result = "not_required".into();
+            report.reason = Some(format!(
+                "{} was not healthy before the change either ({})",
+                c.name,
+                report
+                    .health_before
+                    .as_ref()
+                    .map_or("", |h| h.detail.as_str())
+            ));
+            return Ok(());
         }
-        report["probes"] = json!(specs
-            .iter()
-            .zip(&last)
-            .enumerate()
-            .map(|(i, (s, r))| json!({
-                "probe": s.source, "target": s.describe(),
-                "successes": stable.successes(i),
-                "last": r.as_ref().map(|r| r.detail.clone()),
-            }))
-            .collect::<Vec<_>>());
-        report["restarts"] = json!(restarts);
-        report["stable_after_ms"] = json!(started.elapsed().as_millis() as u64);
-
-        // 3. Audit: the process that passed runs exactly the manifest's argv.
-        if let Some(p) = pid {
-            if procs::cmdline(p).as_deref() != Some(&argv[..]) {
-                return Err(format!("{name}: PID {p} no longer runs the new argv"));
+        let check = Check::new(self, c, before, timeout, !rollback, down_before);
+        let result = check.run(report);
+        match (&result, down_before) {
+            (Err(why), true) if !report.interrupted => {
+                Err(format!(
+                "{why}; {} was not healthy before the change either ({}), so the rollback only \
+                 puts the previous content back",
+                c.name,
+                report.health_before.as_ref().map_or("", |h| h.detail.as_str())
+            ))
             }
-            report["audit"] = json!("running argv equals the manifest's command + args");
-        } else {
-            report["audit"] = json!("not checked: no process visible");
+            _ => result,
         }
-        Ok(())
-    }
-}
-
-/// "https://127.0.0.1:6443/livez → 401 Unauthorized" for the first failing (else last) probe.
-fn last_probe(specs: &[ProbeSpec], last: &[Option<ProbeResult>]) -> String {
-    let pick = specs
-        .iter()
-        .zip(last)
-        .find(|(_, r)| r.as_ref().is_some_and(|r| !r.ok))
-        .or_else(|| specs.iter().zip(last).next_back());
-    match pick {
-        Some((s, Some(r))) => format!("{} → {}", s.describe(), r.detail),
-        Some((s, None)) => format!("{} → (not probed yet)", s.describe()),
-        None => "(no probes declared)".to_string(),
     }
 }

@@ -101,10 +101,12 @@ pub enum RecordType {
     Conflict = 8,
     Version = 9,
     TruncatedTail = 10,
+    Pruned = 11,
+    GateResult = 12,
 }
 
 impl RecordType {
-    pub const ALL: [RecordType; 10] = [
+    pub const ALL: [RecordType; 12] = [
         RecordType::Begin,
         RecordType::Applied,
         RecordType::Commit,
@@ -115,6 +117,8 @@ impl RecordType {
         RecordType::Conflict,
         RecordType::Version,
         RecordType::TruncatedTail,
+        RecordType::Pruned,
+        RecordType::GateResult,
     ];
 
     pub fn from_u8(b: u8) -> Option<RecordType> {
@@ -133,6 +137,8 @@ impl RecordType {
             Record::Conflict { .. } => RecordType::Conflict,
             Record::Version(_) => RecordType::Version,
             Record::TruncatedTail { .. } => RecordType::TruncatedTail,
+            Record::Pruned { .. } => RecordType::Pruned,
+            Record::GateResult { .. } => RecordType::GateResult,
         }
     }
 
@@ -149,6 +155,8 @@ impl RecordType {
             RecordType::Conflict => "CONFLICT",
             RecordType::Version => "VERSION",
             RecordType::TruncatedTail => "TRUNCATED_TAIL",
+            RecordType::Pruned => "PRUNED",
+            RecordType::GateResult => "GATE",
         }
     }
 }
@@ -286,7 +294,13 @@ fn encode_payload_into(rec: &Record, e: &mut Enc) {
             e.u64(*txn);
             e.i64(*at);
         }
-        Record::RolledBack { txn, at, reason } | Record::RollbackFailed { txn, at, reason } => {
+        Record::RolledBack { txn, at, reason }
+        | Record::RollbackFailed { txn, at, reason }
+        | Record::GateResult {
+            txn,
+            at,
+            summary: reason,
+        } => {
             e.u64(*txn);
             e.i64(*at);
             e.str(reason);
@@ -317,6 +331,14 @@ fn encode_payload_into(rec: &Record, e: &mut Enc) {
             e.u32(*segment);
             e.u64(*offset);
             e.u64(*dropped);
+        }
+        Record::Pruned { at, reason, hashes } => {
+            e.i64(*at);
+            e.str(reason);
+            e.count(hashes.len());
+            for h in hashes {
+                e.0.extend_from_slice(h);
+            }
         }
     }
 }
@@ -479,6 +501,21 @@ pub fn decode_payload(ty: u8, payload: &[u8]) -> Result<Record, &'static str> {
             offset: d.u64()?,
             dropped: d.u64()?,
         },
+        RecordType::GateResult => Record::GateResult {
+            txn: d.u64()?,
+            at: d.i64()?,
+            summary: d.str()?,
+        },
+        RecordType::Pruned => {
+            let at = d.i64()?;
+            let reason = d.str()?;
+            let n = d.count(HASH_LEN)?;
+            let mut hashes = Vec::with_capacity(n);
+            for _ in 0..n {
+                hashes.push(d.array::<HASH_LEN>()?);
+            }
+            Record::Pruned { at, reason, hashes }
+        }
     };
     d.finish()?;
     Ok(rec)
@@ -546,6 +583,16 @@ pub(crate) mod tests {
                 offset: 4096,
                 dropped: 17,
             },
+            Record::Pruned {
+                at: 11,
+                reason: "--keep 3".into(),
+                hashes: vec![state(4).hash, state(5).hash],
+            },
+            Record::GateResult {
+                txn: 7,
+                at: 12,
+                summary: "kube-apiserver (change) healthy: restart seen after 850 ms".into(),
+            },
         ]
     }
 
@@ -579,7 +626,7 @@ pub(crate) mod tests {
             assert_eq!(RecordType::from_u8(ty as u8), Some(ty));
         }
         assert_eq!(RecordType::from_u8(0), None);
-        assert_eq!(RecordType::from_u8(11), None);
+        assert_eq!(RecordType::from_u8(13), None);
     }
 
     #[test]

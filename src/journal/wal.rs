@@ -380,13 +380,14 @@ pub struct Journal {
     /// OS error of the cut.
     stopped: Option<(String, io::ErrorKind, Option<i32>)>,
     file: Option<Box<dyn FsFile>>,
+    /// The segment as found at open is not fsynced yet: done before the first append, so a
+    /// run that appends nothing (the recover timer every 30 s) fsyncs nothing.
+    prefix_unsynced: bool,
 }
 
 impl Journal {
     /// Open for appending at `end` (from a scan with its torn tail already cut). The last
-    /// segment is fsynced first: what a previous process wrote may have been read back from the
-    /// page cache only (its fsync failed, or it died before it), and nothing is appended behind
-    /// bytes that are not durable.
+    /// segment is fsynced before the first append (`sync_prefix`).
     pub fn open_at(fs: Arc<dyn Fs>, dir: PathBuf, end: Position) -> Result<Journal> {
         let mut j = Journal {
             fs,
@@ -396,6 +397,7 @@ impl Journal {
             synced_len: end.offset,
             stopped: None,
             file: None,
+            prefix_unsynced: false,
         };
         let path = j.segment_path();
         match j.fs.metadata(&path) {
@@ -408,10 +410,7 @@ impl Journal {
                     end.offset
                 )))
             }
-            Ok(_) => j
-                .file()?
-                .sync()
-                .ctx(|| format!("fsync journal segment {}", path.display()))?,
+            Ok(_) => j.prefix_unsynced = true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => j.create_segment(end.segment)?,
             Err(e) => return Err(e).ctx(|| format!("stat {}", path.display())),
         }
@@ -527,6 +526,9 @@ impl Journal {
         if let Some(e) = self.stopped_error() {
             return Err(e);
         }
+        if self.prefix_unsynced {
+            self.sync_prefix()?;
+        }
         let frame = format::encode_record(rec);
         if self.len > SEGMENT_HEADER_LEN as u64
             && self.len + frame.len() as u64 > SEGMENT_TARGET_LEN
@@ -562,6 +564,31 @@ impl Journal {
                 record: rec.clone(),
             },
         })
+    }
+
+    /// The fsync `open_at` defers: what a previous process wrote may have been read back from
+    /// the page cache only (its fsync failed, or it died before it), and nothing is appended
+    /// behind bytes that are not durable. A failure stops appending (never retried).
+    fn sync_prefix(&mut self) -> Result<()> {
+        let path = self.segment_path();
+        if let Err(e) = self.file()?.sync() {
+            self.stop(
+                format!(
+                    "fsync of journal segment {} before appending",
+                    path.display()
+                ),
+                &e,
+            );
+            return Err(Error::Io {
+                context: format!(
+                    "fsync journal segment {} before appending (nothing was appended)",
+                    path.display()
+                ),
+                source: e,
+            });
+        }
+        self.prefix_unsynced = false;
+        Ok(())
     }
 
     /// fsync the current segment. A failure is final for what it covered: those records are

@@ -13,6 +13,9 @@ pub(crate) fn parse_single(input: &[u8]) -> Result<Value, ManifestError> {
     // mapping into bogus documents), so the mark is left out of what it reads; it is not
     // content, and the editor keeps it in the file.
     let body = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
+    if let Some(v) = parse_json(body) {
+        return Ok(v);
+    }
     let mut docs = serde_norway::Deserializer::from_slice(body);
     // The iterator repeats a parse error forever, so it is advanced at most twice.
     let Some(first) = docs.next() else {
@@ -29,6 +32,19 @@ pub(crate) fn parse_single(input: &[u8]) -> Result<Value, ManifestError> {
         });
     }
     Ok(v)
+}
+
+/// A JSON manifest, read as JSON. The kubelet reads a manifest that starts with `{` as JSON,
+/// and JSON allows what libyaml refuses (a `\ud83d\ude00` surrogate-pair escape), so such a
+/// file is parsed with serde_json; anything serde_json refuses is left to the YAML parser
+/// (which also reads JSON, and gives the error with its line).
+fn parse_json(body: &[u8]) -> Option<Value> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Value::deserialize(json).ok()
 }
 
 pub(crate) fn yaml_error(e: serde_norway::Error) -> ManifestError {

@@ -49,6 +49,21 @@ pub(crate) fn apply(input: &[u8], edits: &mut [ByteEdit]) -> Vec<u8> {
     out
 }
 
+/// A file that ended without a line break still does. Deleting its last line (a block item)
+/// removes that line from its start, so the line break of the line before it would become the
+/// file's last byte; it is dropped instead. A file that ended with a break is left as it is.
+pub(crate) fn keep_final_break(input: &[u8], mut out: Vec<u8>) -> Vec<u8> {
+    if input.is_empty() || input.ends_with(b"\n") || input.ends_with(b"\r") {
+        return out;
+    }
+    if out.ends_with(b"\r\n") {
+        out.truncate(out.len() - 2);
+    } else if out.ends_with(b"\n") || out.ends_with(b"\r") {
+        out.truncate(out.len() - 1);
+    }
+    out
+}
+
 fn text<'a>(src: &Src<'a>, a: usize, b: usize) -> &'a str {
     // Spans always fall on character boundaries: they start and end at ASCII bytes.
     std::str::from_utf8(&src.b[a..b]).unwrap_or_default()

@@ -20,6 +20,8 @@ mod argv;
 mod doc;
 mod edit;
 mod flow;
+#[doc(hidden)]
+pub mod inspect;
 mod lists;
 mod locate;
 mod render;
@@ -297,7 +299,7 @@ pub fn edit_flags(
         edit::list_edits(&src, &loc, &model.plan(list), &mut byte_edits)
             .map_err(|e| unsupported(&src, e))?;
     }
-    let bytes = edit::apply(input, &mut byte_edits);
+    let bytes = edit::keep_final_break(input, edit::apply(input, &mut byte_edits));
 
     let want_cmd = sel.command.as_ref().map(|_| command_after.clone());
     let want_args = sel.args.as_ref().map(|_| args_after.clone());

@@ -28,16 +28,27 @@ pub(crate) fn render(s: &str, style: Style, ctx: Context) -> String {
 /// Plain only for flag items (`--x...`, which no YAML resolver reads as a number, boolean or
 /// null) made of printable ASCII without spaces, without characters that end or confuse a
 /// plain scalar in the context, and not ending in `:`.
+///
+/// In a flow list no YAML flow indicator or comment sign is left plain: libyaml takes
+/// `[a, --b=x?y]` as one item, but PyYAML (and other scanners that stop a flow plain scalar at
+/// `?`) refuse it. Quoting costs nothing and every YAML parser then reads the same string.
 fn plain_safe(s: &str, ctx: Context) -> bool {
     let b = s.as_bytes();
     if !s.starts_with("--") || s.starts_with("---") || b.last() == Some(&b':') {
         return false;
     }
     b.iter().all(|&c| match c {
-        b',' | b'[' | b']' | b'{' | b'}' | b':' => ctx == Context::Block,
+        c if is_flow_indicator(c) => ctx == Context::Block,
         0x21..=0x7e => true,
         _ => false,
     })
+}
+
+/// The characters a plain scalar inside a flow collection must not hold for every YAML
+/// parser to read it alike: the flow indicators (`,` `[` `]` `{` `}`), the mapping indicators
+/// `:` and `?`, and `#` (a comment after a space; quoted so that no scanner has to decide).
+pub(crate) fn is_flow_indicator(c: u8) -> bool {
+    matches!(c, b',' | b'[' | b']' | b'{' | b'}' | b':' | b'?' | b'#')
 }
 
 /// Single quotes hold any printable character on one line (`'` is doubled). Tabs and
@@ -85,6 +96,9 @@ mod tests {
             "--a=b",
             "--a=b: c",
             "--a=b #c",
+            "--b=x?y",
+            "--a=x#y",
+            "--a=?",
             "--a=*x",
             "--a=&x",
             "--a=!x",

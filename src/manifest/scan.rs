@@ -320,6 +320,15 @@ pub(crate) fn decode_scalar(raw: &str, style: Style) -> Option<String> {
     }
 }
 
+/// Four hex digits of a `\u` escape, as a number (a lone surrogate is left to the caller).
+fn hex_unit(it: &mut std::str::Chars) -> Option<u32> {
+    let s: String = it.by_ref().take(4).collect();
+    if s.len() != 4 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(&s, 16).ok()
+}
+
 fn decode_double(body: &str) -> Option<String> {
     let mut out = String::with_capacity(body.len());
     let mut it = body.chars();
@@ -356,7 +365,17 @@ fn decode_double(body: &str) -> Option<String> {
             'L' => '\u{2028}',
             'P' => '\u{2029}',
             'x' => hex(&mut it, 2)?,
-            'u' => hex(&mut it, 4)?,
+            'u' => match hex_unit(&mut it)? {
+                // A UTF-16 surrogate pair, as JSON writes a character above U+FFFF.
+                hi @ 0xd800..=0xdbff => {
+                    if it.next()? != '\\' || it.next()? != 'u' {
+                        return None;
+                    }
+                    let lo = hex_unit(&mut it).filter(|lo| (0xdc00..=0xdfff).contains(lo))?;
+                    char::from_u32(0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00))?
+                }
+                unit => char::from_u32(unit)?,
+            },
             'U' => hex(&mut it, 8)?,
             _ => return None,
         });

@@ -3,7 +3,7 @@
 
 use super::files::{self, Generated};
 use crate::cis::flags::Flags;
-use crate::cis::rules::{Component, Remediation};
+use crate::cis::rules::{Component, NeededFile, Remediation};
 use crate::manifest::volumes::{add_host_mount, HostMount};
 use crate::manifest::{self, FlagEdit};
 use std::collections::BTreeMap;
@@ -59,6 +59,20 @@ pub fn build(
     kubernetes_dir: &Path,
     exists: &dyn Fn(&Path) -> bool,
 ) -> Result<Built, String> {
+    build_with(bytes, component, fixes, kubernetes_dir, exists, &|_| None)
+}
+
+/// [`build`], with operator-provided files: `provided(kind)` names a file the operator wrote
+/// (hardening file `files:`) to use instead of generating one; it is referenced and mounted,
+/// never created or overwritten.
+pub fn build_with(
+    bytes: &[u8],
+    component: Component,
+    fixes: &[Remediation],
+    kubernetes_dir: &Path,
+    exists: &dyn Fn(&Path) -> bool,
+    provided: &dyn Fn(NeededFile) -> Option<std::path::PathBuf>,
+) -> Result<Built, String> {
     let c = manifest::container_argv(bytes, None).map_err(|e| e.to_string())?;
     let argv = c.argv();
     let has_program = c.has_command && !c.command.is_empty();
@@ -109,8 +123,12 @@ pub fn build(
                 state.insert(name.into(), None);
             }
             Remediation::NeedsFile { kind } => {
-                let g = files::generate(kind, kubernetes_dir)
+                let mut g = files::generate(kind, kubernetes_dir)
                     .map_err(|e| format!("generating the {} file: {e}", kind.name()))?;
+                let operator_file = provided(kind);
+                if let Some(p) = &operator_file {
+                    g.path = p.clone();
+                }
                 if let Some(mine) = value(&state, g.flag) {
                     notes.push(format!("--{} already names {mine}; kept as it is", g.flag));
                     continue;
@@ -123,7 +141,9 @@ pub fn build(
                     kind: "File".into(),
                     read_only: true,
                 });
-                if exists(&g.path) {
+                if operator_file.is_some() {
+                    // The operator's own file: never generated, even when absent (apply checks).
+                } else if exists(&g.path) {
                     notes.push(format!(
                         "{} exists; kubeharden uses it as it is",
                         g.path.display()

@@ -206,17 +206,16 @@ impl GateWithJson for crate::gate::HealthGate {
 /// Apply a plan: its batches in order, then its file fixes. Never returns early with an error:
 /// an error stops the run and is recorded in the outcome with what committed before it and
 /// what did not start after it (see [`Outcome::exit_code`]).
-pub fn run(engine: &mut Engine, env: &Env, plan: &Plan) -> Outcome {
+pub fn run(engine: &mut Engine, env: &Env, opts: &BatchOptions, plan: &Plan) -> Outcome {
     let mut out = Outcome::default();
     let mut batches = plan.batches.iter();
     let mut stopped = false;
     for (component, path, items) in batches.by_ref() {
-        if let Err(e) = apply_batch(engine, env, *component, path, items, &mut out) {
-            out.stop(
-                &path.to_string_lossy(),
-                items.iter().map(|i| i.id).collect(),
-                e,
-            );
+        let first = engine.next_txn_id().ok();
+        if let Err(e) = apply_batch_with(engine, env, opts, *component, path, items, &mut out) {
+            let txn = begun_by_failed_step(engine, first, &out);
+            let ids = items.iter().map(|i| i.id).collect();
+            out.stop(&path.to_string_lossy(), ids, txn, e);
             stopped = true;
             break;
         }
@@ -245,6 +244,17 @@ pub fn run(engine: &mut Engine, env: &Env, plan: &Plan) -> Outcome {
     out
 }
 
+/// The transaction a step that failed with an error had begun: the last id handed out since
+/// `first`, unless it is one the outcome already reports.
+fn begun_by_failed_step(engine: &Engine, first: Option<u64>, out: &Outcome) -> Option<u64> {
+    let (first, next) = (first?, engine.next_txn_id().ok()?);
+    let last = next.checked_sub(1).filter(|&t| t >= first)?;
+    (!out.attempts.iter().any(|a| a.report.txn == Some(last))).then_some(last)
+}
+
+/// How the engine's report begins when the durable write itself failed (engine/txn.rs).
+const WRITE_FAILED: &str = "the write failed";
+
 fn fixes_of(items: &[Item]) -> Vec<Remediation> {
     items.iter().flat_map(|i| i.fix.iter().copied()).collect()
 }
@@ -258,18 +268,47 @@ pub fn apply_batch(
     items: &[Item],
     out: &mut Outcome,
 ) -> Result<()> {
+    let opts = BatchOptions::default();
+    apply_batch_with(engine, env, &opts, component, manifest, items, out)
+}
+
+/// What `apply` (the hardening file) adds to a batch: operator-provided files instead of
+/// generated ones, and a reason prefix naming the file.
+#[derive(Default)]
+pub struct BatchOptions {
+    pub provided: Vec<(crate::cis::rules::NeededFile, PathBuf)>,
+    pub reason_prefix: String,
+}
+
+/// [`apply_batch`] with [`BatchOptions`].
+pub fn apply_batch_with(
+    engine: &mut Engine,
+    env: &Env,
+    opts: &BatchOptions,
+    component: Component,
+    manifest: &Path,
+    items: &[Item],
+    out: &mut Outcome,
+) -> Result<()> {
     if items.is_empty() || out.critical.is_some() {
         return Ok(());
     }
     let ids: Vec<&'static str> = items.iter().map(|i| i.id).collect();
     let observed = engine.observe(manifest)?;
     let exists = |p: &Path| p.exists();
-    let built = build::build(
+    let provided = |k| {
+        opts.provided
+            .iter()
+            .find(|(pk, _)| *pk == k)
+            .map(|(_, p)| p.clone())
+    };
+    let built = build::build_with(
         &observed.bytes,
         component,
         &fixes_of(items),
         env.kubernetes_dir,
         &exists,
+        &provided,
     )
     .map_err(|e| {
         Error::usage(format!(
@@ -302,7 +341,9 @@ pub fn apply_batch(
         g.preflight(&changes[0].observed.bytes)
             .map_err(Error::usage)?;
     }
-    let reason = format!("CIS {}", ids.join(" "));
+    // A signal during the health probe before the change: stop before writing anything.
+    crate::signals::checkpoint()?;
+    let reason = format!("{}CIS {}", opts.reason_prefix, ids.join(" "));
     let report = engine.transact(
         TxnKind::Remediate,
         &reason,
@@ -333,10 +374,16 @@ pub fn apply_batch(
         }
         TxnStatus::RollbackFailed => out.critical = Some(why),
         TxnStatus::RolledBack if items.len() == 1 => out.rolled_back.push((ids[0], why)),
+        // The manifest could not be written at all: no fix is to blame, and bisecting would
+        // only fail the same way again.
+        TxnStatus::RolledBack if why.starts_with(WRITE_FAILED) => {
+            out.rolled_back
+                .extend(ids.iter().map(|id| (*id, why.clone())));
+        }
         TxnStatus::RolledBack => {
             let (a, b) = items.split_at(items.len() / 2);
-            apply_batch(engine, env, component, manifest, a, out)?;
-            apply_batch(engine, env, component, manifest, b, out)?;
+            apply_batch_with(engine, env, opts, component, manifest, a, out)?;
+            apply_batch_with(engine, env, opts, component, manifest, b, out)?;
         }
     }
     Ok(())
@@ -405,8 +452,10 @@ pub fn apply_file_fixes(engine: &mut Engine, items: &[Item], out: &mut Outcome) 
             out.notes.push(dir_note(path, mine, &ids));
             continue;
         }
+        let first = engine.next_txn_id().ok();
         if let Err(e) = file_fix(engine, path, mine, &ids, out) {
-            out.stop(&path.to_string_lossy(), ids, e);
+            let txn = begun_by_failed_step(engine, first, out);
+            out.stop(&path.to_string_lossy(), ids, txn, e);
             break;
         }
     }
@@ -424,6 +473,8 @@ fn file_fix(
     ids: &[&'static str],
     out: &mut Outcome,
 ) -> Result<()> {
+    // After a signal no further change is started (the run stops with it).
+    crate::signals::checkpoint()?;
     let observed = match engine.observe(path) {
         Ok(o) => o,
         Err(e) => {

@@ -29,6 +29,9 @@ pub struct Stopped {
     /// The manifest (or file) being worked on when it happened.
     pub path: String,
     pub checks: Vec<&'static str>,
+    /// The transaction the failed step had begun (and, as its error says, rolled back or left
+    /// to recovery), when it got that far.
+    pub txn: Option<u64>,
     pub error: Error,
 }
 
@@ -56,8 +59,8 @@ pub enum CheckFate {
     RolledBack(Option<u64>, String),
     /// Its rollback failed (CRITICAL).
     RollbackFailed(Option<u64>),
-    /// The error that stopped the run happened on it.
-    Failed(String),
+    /// The error that stopped the run happened on it (in transaction `txn` if one began).
+    Failed(Option<u64>, String),
     /// The run stopped before it.
     NotStarted,
     /// No transaction touched it (e.g. a file fix reported as a note).
@@ -93,9 +96,10 @@ impl Outcome {
         self.attempts.iter().any(|a| a.report.status == s)
     }
 
-    /// Whether anything was written (committed, or written then rolled back).
+    /// Whether any transaction began (committed, rolled back, or the one an error stopped).
     pub fn wrote_anything(&self) -> bool {
         self.attempts.iter().any(|a| a.report.txn.is_some())
+            || self.stopped.as_ref().is_some_and(|s| s.txn.is_some())
     }
 
     /// 4 if a rollback failed; after an error, the error's code if nothing was written yet,
@@ -125,7 +129,11 @@ impl Outcome {
     pub fn fate(&self, id: &str) -> CheckFate {
         if let Some(s) = &self.stopped {
             if s.checks.contains(&id) && !self.attempts.iter().any(|a| a.checks.contains(&id)) {
-                return CheckFate::Failed(s.error.to_string());
+                // A signal stops the run before the step: it never started.
+                if matches!(s.error, Error::Interrupted { .. }) && s.txn.is_none() {
+                    return CheckFate::NotStarted;
+                }
+                return CheckFate::Failed(s.txn, s.error.to_string());
             }
         }
         if self.not_started.iter().any(|n| n.checks.contains(&id)) {
@@ -154,11 +162,13 @@ impl Outcome {
         }
     }
 
-    /// Record the error that stopped the run at `path` (checks `ids`).
-    pub fn stop(&mut self, path: &str, ids: Vec<&'static str>, error: Error) {
+    /// Record the error that stopped the run at `path` (checks `ids`); `txn` is the
+    /// transaction the failed step began, if any.
+    pub fn stop(&mut self, path: &str, ids: Vec<&'static str>, txn: Option<u64>, error: Error) {
         self.stopped = Some(Stopped {
             path: path.to_string(),
             checks: ids,
+            txn,
             error,
         });
     }
@@ -182,7 +192,7 @@ impl CheckFate {
             CheckFate::Unchanged => "unchanged",
             CheckFate::RolledBack(..) => "rolled_back",
             CheckFate::RollbackFailed(_) => "rollback_failed",
-            CheckFate::Failed(_) => "failed",
+            CheckFate::Failed(..) => "failed",
             CheckFate::NotStarted => "not_started",
             CheckFate::NotApplied => "not_applied",
         }
@@ -192,7 +202,9 @@ impl CheckFate {
     pub fn txn(&self) -> Option<u64> {
         match self {
             CheckFate::Committed(t) => Some(*t),
-            CheckFate::RolledBack(t, _) | CheckFate::RollbackFailed(t) => *t,
+            CheckFate::RolledBack(t, _)
+            | CheckFate::RollbackFailed(t)
+            | CheckFate::Failed(t, _) => *t,
             _ => None,
         }
     }
@@ -236,9 +248,9 @@ mod tests {
         let mut o = Outcome::default();
         o.attempts
             .push(attempt(1, TxnStatus::Committed, &["1.2.15"]));
-        o.stop("/m/s.yaml", vec!["1.4.1"], Error::usage("symlink"));
+        o.stop("/m/s.yaml", vec!["1.4.1"], None, Error::usage("symlink"));
         assert_eq!(o.exit_code(), 3, "2 would say nothing changed");
-        assert_eq!(o.fate("1.4.1"), CheckFate::Failed("symlink".into()));
+        assert_eq!(o.fate("1.4.1"), CheckFate::Failed(None, "symlink".into()));
         assert_eq!(o.fate("1.2.15"), CheckFate::Committed(1));
         let mut io = Outcome::default();
         io.attempts
@@ -246,6 +258,7 @@ mod tests {
         io.stop(
             "/m/s.yaml",
             vec![],
+            Some(2),
             Error::Io {
                 context: "x".into(),
                 source: std::io::Error::from_raw_os_error(5),
@@ -257,7 +270,7 @@ mod tests {
         assert_eq!(io.exit_code(), want);
         // Before anything was written the error's own code stands.
         let mut first = Outcome::default();
-        first.stop("/m/s.yaml", vec![], Error::usage("bad"));
+        first.stop("/m/s.yaml", vec![], None, Error::usage("bad"));
         assert_eq!(first.exit_code(), 2);
     }
 

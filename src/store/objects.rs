@@ -270,6 +270,35 @@ impl ObjectStore {
         Ok(bytes)
     }
 
+    /// Delete an object (`prune`), and fsync its directory. Returns the bytes it took in the
+    /// store, or `None` when it was not there (an earlier prune, cut short, already removed it).
+    pub fn remove(&self, hash: &Hash) -> Result<Option<u64>> {
+        if !self.exists(hash)? {
+            return Ok(None);
+        }
+        let path = self.path_of(hash);
+        let len = self.stored_size(hash)?;
+        match self.fs.remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).ctx(|| format!("removing object {}", path.display())),
+        }
+        self.synced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(hash);
+        let sub = self.subdir(&hash_hex(hash));
+        self.fs
+            .sync_dir(&sub)
+            .ctx(|| format!("fsync {}", sub.display()))?;
+        Ok(Some(len))
+    }
+
+    /// Whether the object is in the store (a regular file under its name).
+    pub fn contains(&self, hash: &Hash) -> Result<bool> {
+        self.exists(hash)
+    }
+
     pub fn stored_size(&self, hash: &Hash) -> Result<u64> {
         let path = self.path_of(hash);
         Ok(self

@@ -1,16 +1,19 @@
 //! snapshot, recover, status, verify: recording, resolving and checking the state.
 
-use crate::cli::context::{stop_on_conflict, Ctx};
+use crate::cis::prometheus::{self, StateMetrics};
+use crate::cis::AuditOptions;
+use crate::cli::args::{OutputFormat, StatusFormat};
+use crate::cli::context::{absolute, stop_on_conflict, Ctx};
 use crate::cli::output::Outcome;
 use crate::cli::time::fmt_time;
 use crate::engine::observe::read_file;
 use crate::engine::recovery::Policy;
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::fsys::Kind;
 use crate::journal::record::hash_hex;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn is_manifest_name(name: &str) -> bool {
     !name.starts_with('.') && [".yaml", ".yml", ".json"].iter().any(|s| name.ends_with(s))
@@ -31,7 +34,7 @@ fn manifests_in_dir(ctx: &Ctx) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-pub fn snapshot(ctx: &Ctx, manifests: &[String]) -> Result<Outcome> {
+pub fn snapshot(ctx: &Ctx, manifests: &[String], reason: &str) -> Result<Outcome> {
     let explicit = !manifests.is_empty();
     let paths: Vec<PathBuf> = if explicit {
         manifests
@@ -63,7 +66,14 @@ pub fn snapshot(ctx: &Ctx, manifests: &[String]) -> Result<Outcome> {
             .recorded
             .map(crate::catalog::origin_name)
             .unwrap_or("unchanged");
-        text.push_str(&format!("{:<9}  v{:<4} {}\n", what, o.version, o.path));
+        if o.recorded.is_some() || explicit {
+            text.push_str(&format!("{:<9}  v{:<4} {}", what, o.version, o.path));
+            // The drift unit's reason lands in the system journal beside the recorded version.
+            if o.recorded.is_some() && !reason.is_empty() {
+                text.push_str(&format!("  ({reason})"));
+            }
+            text.push('\n');
+        }
         entries.push(json!({
             "path": o.path, "version": o.version, "hash": hash_hex(&o.state.hash),
             "recorded": o.recorded.is_some(), "origin": o.recorded.map(crate::catalog::origin_name),
@@ -71,8 +81,19 @@ pub fn snapshot(ctx: &Ctx, manifests: &[String]) -> Result<Outcome> {
     }
     if entries.is_empty() {
         text.push_str("no manifests found\n");
+    } else if text.is_empty() {
+        // The drift-capture unit runs this on every change of the folder, kubeharden's own
+        // writes included: one line, and (tests/unattended.rs) nothing written.
+        text.push_str(&format!(
+            "nothing new: {} manifests as recorded\n",
+            entries.len()
+        ));
     }
-    Ok(Outcome::new(json!({ "snapshot": entries }), text))
+    let mut doc = json!({ "snapshot": entries });
+    if !reason.is_empty() {
+        doc["reason"] = json!(reason);
+    }
+    Ok(Outcome::new(doc, text))
 }
 
 pub fn recover(ctx: &Ctx, policy: Policy, gate: &crate::cli::args::GateArgs) -> Result<Outcome> {
@@ -146,6 +167,24 @@ pub fn status(ctx: &Ctx, exit_code: bool) -> Result<Outcome> {
             "current_hash": now.as_ref().map(|(_, s, _)| hash_hex(&s.hash)),
         }));
     }
+    // External changes (a kubeadm upgrade, a hand edit) that removed hardening items.
+    let extra = crate::hardening::file::resolve(None)
+        .ok()
+        .flatten()
+        .map(|h| h.extra_flag_names())
+        .unwrap_or_default();
+    let mut removals = Vec::new();
+    for path in &known {
+        if let Some(r) = crate::hardening::external::last_removal(
+            catalog,
+            view.unrecovered.store(),
+            &ctx.paths.root,
+            path,
+            &extra,
+        )? {
+            removals.push(r);
+        }
+    }
     let last_txn = catalog.last_txn()?.map(|t| {
         json!({"txn": t.txn, "kind": t.kind, "status": t.status, "reason": t.reason,
                "started_at": fmt_time(t.started_at), "ended_at": t.ended_at.map(fmt_time)})
@@ -174,12 +213,93 @@ pub fn status(ctx: &Ctx, exit_code: bool) -> Result<Outcome> {
             d["path"].as_str().unwrap_or("")
         ));
     }
+    for r in &removals {
+        text.push_str(&format!("{}\n", r.line()));
+    }
     if !view.fresh {
         text.push_str("(another kubeharden holds the lock: a transaction may be in progress)\n");
     }
-    let json = json!({"incomplete": incomplete, "drift": drift, "last_txn": last_txn, "store_bytes": store_bytes, "versions": versions});
+    let json = json!({"incomplete": incomplete, "drift": drift, "last_txn": last_txn, "store_bytes": store_bytes, "versions": versions,
+        "external_changes": removals.iter().map(|r| r.json()).collect::<Vec<_>>()});
     let attention = !incomplete.is_empty() || !drift.is_empty();
     Ok(Outcome::new(json, text).with_code(i32::from(exit_code && attention)))
+}
+
+/// `status [--format text|json|prometheus] [--textfile DIR]`.
+pub fn status_as(
+    ctx: &Ctx,
+    exit_code: bool,
+    format: Option<StatusFormat>,
+    textfile: Option<&Path>,
+) -> Result<Outcome> {
+    let global_json = ctx.global.output == OutputFormat::Json;
+    // --exit-code: the status's own code, whatever the form.
+    let code = || -> Result<i32> {
+        Ok(if exit_code {
+            status(ctx, true)?.code
+        } else {
+            0
+        })
+    };
+    let out = match (format, textfile) {
+        (None | Some(StatusFormat::Prometheus), Some(dir)) => {
+            super::audit::write_textfile(dir, &node_metrics(ctx)?)
+        }
+        (Some(f), Some(_)) => Err(Error::usage(format!(
+            "--textfile writes Prometheus metrics; it does not go with --format {}",
+            if f == StatusFormat::Json {
+                "json"
+            } else {
+                "text"
+            }
+        ))),
+        (Some(StatusFormat::Prometheus), None) if global_json => Err(Error::usage(
+            "-o json and --format prometheus disagree; give one of them",
+        )),
+        (Some(StatusFormat::Prometheus), None) => Ok(Outcome::new(Value::Null, node_metrics(ctx)?)),
+        (Some(StatusFormat::Json), None) => {
+            let o = status(ctx, exit_code)?;
+            let text = format!(
+                "{}\n",
+                serde_json::to_string_pretty(&o.json).unwrap_or_default()
+            );
+            return Ok(Outcome::new(o.json, text).with_code(o.code));
+        }
+        (Some(StatusFormat::Text) | None, None) => return status(ctx, exit_code),
+    }?;
+    Ok(out.with_code(code()?))
+}
+
+/// The Prometheus families of `status` (drift, incomplete transactions, last transaction,
+/// expired waivers), from the status document.
+pub fn state_metrics(ctx: &Ctx) -> Result<StateMetrics> {
+    Ok(StateMetrics::from_status_json(&status(ctx, false)?.json))
+}
+
+/// Every family: the audit's checks (default benchmark, all checks) and the state's.
+fn node_metrics(ctx: &Ctx) -> Result<String> {
+    let mut opts = AuditOptions::new(
+        absolute(&ctx.global.manifests_dir)?,
+        absolute(&ctx.global.kubernetes_dir)?,
+    );
+    let mut state = state_metrics(ctx)?;
+    // As `audit` reads it: under the default hardening file, when there is one. A broken file
+    // does not hide the state families: the audit part says why it is missing.
+    let rep = match crate::hardening::for_reading(None) {
+        Ok(h) => {
+            opts.benchmark = h.as_ref().and_then(|h| h.benchmark);
+            crate::cis::run(&opts).map(|mut rep| {
+                let applied = crate::hardening::honour(&mut rep, h.as_ref());
+                state.waivers_expired = applied.as_ref().map_or(0, |a| a.expired().count());
+                rep
+            })
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    Ok(prometheus::render(
+        rep.as_ref().map_err(String::as_str),
+        &state,
+    ))
 }
 
 /// `verify [--repair]`: see `verify.rs`.

@@ -1,6 +1,13 @@
+pub mod apply;
 pub mod audit;
+pub mod completion;
+pub mod export;
 pub mod gated;
+pub mod hardening;
+pub mod kubeadm;
+pub mod log;
 pub mod maintenance;
+pub mod prune;
 pub mod remediate;
 pub mod restore;
 pub mod set;

@@ -17,15 +17,32 @@ pub struct RemediateArgs<'a> {
     pub benchmark: Option<&'a str>,
     pub dry_run: bool,
     pub gate: &'a GateArgs,
+    /// The hardening file: its waivers and selection decide what `--all` fixes.
+    pub hardening: Option<crate::hardening::Hardening>,
 }
 
-fn audit(ctx: &Ctx, benchmark: Option<&str>) -> Result<cis::AuditReport> {
+fn audit(
+    ctx: &Ctx,
+    benchmark: Option<&str>,
+    h: Option<&crate::hardening::Hardening>,
+) -> Result<cis::AuditReport> {
     let mut opts = AuditOptions::new(ctx.manifests_dir()?, absolute(&ctx.global.kubernetes_dir)?);
     opts.benchmark = benchmark
         .map(BenchmarkId::parse)
         .transpose()
-        .map_err(Error::usage)?;
-    cis::run(&opts).map_err(Error::usage)
+        .map_err(Error::usage)?
+        .or(h.and_then(|h| h.benchmark));
+    let mut r = cis::run(&opts).map_err(Error::usage)?;
+    crate::hardening::honour(&mut r, h);
+    Ok(r)
+}
+
+/// Under a hardening file, `--all` means its enforced, unwaived failing checks.
+fn selection(a: &RemediateArgs, report: &cis::AuditReport) -> (Vec<String>, bool) {
+    match &a.hardening {
+        Some(h) if a.all => (crate::hardening::failing_enforced(h, report), false),
+        _ => (a.checks.to_vec(), a.all),
+    }
 }
 
 fn plan_json(plan: &Plan) -> serde_json::Value {
@@ -101,8 +118,9 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
     }
     let dir = ctx.manifests_dir()?;
     if a.dry_run {
-        let before = audit(ctx, a.benchmark)?;
-        let plan = remediate::plan(&before, a.checks, a.all, &dir)?;
+        let before = audit(ctx, a.benchmark, a.hardening.as_ref())?;
+        let (checks, all) = selection(&a, &before);
+        let plan = remediate::plan(&before, &checks, all, &dir)?;
         for w in &plan.warnings {
             crate::cli::output::say(format_args!("warning: {w}"));
         }
@@ -111,12 +129,15 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
     // Bad gate options and unknown check ids are refused before anything is touched (even
     // recovery): exit 2 means nothing changed.
     gated::build(a.gate, None)?;
-    remediate::plan(&audit(ctx, a.benchmark)?, a.checks, a.all, &dir)?;
+    let early = audit(ctx, a.benchmark, a.hardening.as_ref())?;
+    let (checks, all) = selection(&a, &early);
+    remediate::plan(&early, &checks, all, &dir)?;
     // Recover first: the plan must see the manifests as recovery leaves them.
     let mut locked = ctx.open_mutating()?;
     stop_on_conflict(&locked.report)?;
-    let before = audit(ctx, a.benchmark)?;
-    let plan = remediate::plan(&before, a.checks, a.all, &dir)?;
+    let before = audit(ctx, a.benchmark, a.hardening.as_ref())?;
+    let (checks, all) = selection(&a, &before);
+    let plan = remediate::plan(&before, &checks, all, &dir)?;
     for w in &plan.warnings {
         crate::cli::output::say(format_args!("warning: {w}"));
     }
@@ -129,10 +150,15 @@ pub fn remediate(ctx: &Ctx, a: RemediateArgs) -> Result<Outcome> {
         kubernetes_dir: &kd,
         gate: &make_gate,
     };
-    let out = remediate::run(&mut locked.engine, &env, &plan);
+    let out = remediate::run(
+        &mut locked.engine,
+        &env,
+        &remediate::BatchOptions::default(),
+        &plan,
+    );
     drop(locked);
 
-    let after = audit(ctx, Some(before.benchmark.name())).ok();
+    let after = audit(ctx, Some(before.benchmark.name()), a.hardening.as_ref()).ok();
     let still_failing: Vec<&str> = after
         .as_ref()
         .map(|r| {
@@ -169,7 +195,7 @@ pub fn stopped_message(out: &remediate::Outcome, s: &remediate::outcome::Stopped
     let before = if committed.is_empty() && !out.wrote_anything() {
         "nothing was changed".to_string()
     } else if committed.is_empty() {
-        "no transaction committed before it (the ones that ran were rolled back)".to_string()
+        "no transaction committed".to_string()
     } else {
         format!(
             "transactions {} committed before it and stay in place",
@@ -239,7 +265,7 @@ pub fn report_json(out: &remediate::Outcome, plan: &Plan) -> serde_json::Value {
         .map(|id| {
             let f = out.fate(id);
             let reason = match &f {
-                CheckFate::RolledBack(_, why) | CheckFate::Failed(why) => Some(why.clone()),
+                CheckFate::RolledBack(_, why) | CheckFate::Failed(_, why) => Some(why.clone()),
                 _ => None,
             };
             json!({"check": id, "result": f.name(), "txn": f.txn(), "reason": reason})
@@ -255,7 +281,7 @@ pub fn report_json(out: &remediate::Outcome, plan: &Plan) -> serde_json::Value {
         "not_started": out.not_started.iter().map(|n| json!({"path": n.path, "checks": n.checks})).collect::<Vec<_>>(),
         "error": out.stopped.as_ref().map(|s| json!({
             "message": stopped_message(out, s), "cause": s.error.to_string(),
-            "path": s.path, "checks": s.checks, "exit_code": s.error.exit_code(),
+            "path": s.path, "checks": s.checks, "txn": s.txn, "exit_code": s.error.exit_code(),
         })),
         "critical": out.critical,
         "notes": out.notes,
@@ -306,7 +332,8 @@ pub fn report_text(out: &remediate::Outcome, plan: &Plan) -> String {
                 "CRITICAL: rollback failed (transaction {})",
                 t.map_or_else(|| "-".into(), |n| n.to_string())
             ),
-            CheckFate::Failed(why) => format!("failed, nothing written: {why}"),
+            CheckFate::Failed(None, why) => format!("failed, nothing written: {why}"),
+            CheckFate::Failed(Some(t), why) => format!("failed in transaction {t}: {why}"),
             CheckFate::NotStarted => "not started (the run stopped before it)".into(),
             CheckFate::NotApplied => "not applied (see the notes)".into(),
         };

@@ -2,11 +2,10 @@
 
 use super::gated;
 use super::txn_output::{exit_code, outcome, summary, txn_json};
-use super::versions::{parse_version_number, select};
+use super::versions::{content, meta_change, parse_at, parse_version_number, select};
 use crate::cli::args::GateArgs;
 use crate::cli::context::{stop_on_conflict, Ctx};
 use crate::cli::output::{unified_diff, Outcome};
-use crate::cli::time::parse_time;
 use crate::engine::observe::read_file;
 use crate::engine::txn::{Change, TxnReport, TxnStatus};
 use crate::error::{Error, Result};
@@ -29,7 +28,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
         parse_version_number(v)?;
     }
     if let Some(t) = a.at {
-        parse_time(t)?;
+        parse_at(t)?;
     }
     let path = ctx.manifest_path(a.manifest)?;
     let key = path.to_string_lossy().into_owned();
@@ -41,7 +40,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
     stop_on_conflict(&locked.report)?;
     let engine = &mut locked.engine;
     let row = select(&engine.catalog, &key, a.version, a.at)?;
-    let target = engine.store.get(&row.state.hash)?;
+    let target = content(&engine.catalog, &engine.store, &row)?;
     let observed = engine.observe(&path)?;
     let reason = reason_for(&a, row.version);
     let before = observed.state;
@@ -50,8 +49,11 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
         after_bytes: target,
         after_meta: Some((row.state.mode, row.state.uid, row.state.gid)),
     };
-    let gated::Gated { report, gate } =
-        gated::transact(engine, TxnKind::Restore, &reason, vec![change], gate)?;
+    let gated::Gated {
+        report,
+        gate,
+        summary: gate_summary,
+    } = gated::transact(engine, TxnKind::Restore, &reason, vec![change], gate)?;
     let after = report.files.first().map_or(before, |f| f.after);
     let entry = txn_json(
         &report,
@@ -62,7 +64,21 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
         gate,
         &reason,
     );
-    let text = summary(&report, &key);
+    let mut entry = entry;
+    entry["metadata"] = meta_change(&before, &row.state).1;
+    let mut text = summary(&report, &key) + &gate_summary;
+    // A restore puts the version's mode and owner back too: say so, a chmod undone is a change.
+    if report.status != TxnStatus::Noop {
+        let (lines, _) = meta_change(&before, &row.state);
+        let verb = if report.status == TxnStatus::Committed {
+            "restored"
+        } else {
+            "not restored"
+        };
+        for l in lines {
+            text.push_str(&format!("{key}: {l} ({verb})\n"));
+        }
+    }
     Ok(outcome(vec![entry], text, exit_code(report.status)))
 }
 
@@ -80,7 +96,7 @@ fn dry_run(ctx: &Ctx, a: &RestoreArgs, path: &Path, key: &str) -> Result<Outcome
         .open_read_only()?
         .ok_or_else(|| Error::usage(format!("{key}: no version recorded (no state yet)")))?;
     let row = select(view.unrecovered.catalog(), key, a.version, a.at)?;
-    let target = view.unrecovered.store().get(&row.state.hash)?;
+    let target = content(view.unrecovered.catalog(), view.unrecovered.store(), &row)?;
     let (current, before, _) = read_file(ctx.fs.as_ref(), path)?;
     let after = row.state;
     let diff = unified_diff(
@@ -96,6 +112,15 @@ fn dry_run(ctx: &Ctx, a: &RestoreArgs, path: &Path, key: &str) -> Result<Outcome
         reason: String::new(),
     };
     let status = if before == after { "noop" } else { "dry_run" };
+    let (lines, meta) = meta_change(&before, &after);
+    let mut text: String = lines.iter().map(|l| format!("{key}: {l}\n")).collect();
+    text.push_str(&diff);
+    if before == after {
+        text.push_str(&format!(
+            "{key}: already as version {}; nothing to do\n",
+            row.version
+        ));
+    }
     let entry = txn_json(
         &report,
         status,
@@ -105,5 +130,7 @@ fn dry_run(ctx: &Ctx, a: &RestoreArgs, path: &Path, key: &str) -> Result<Outcome
         json!({"skipped": true, "reason": "--dry-run"}),
         &reason_for(a, row.version),
     );
-    Ok(outcome(vec![entry], diff, 0))
+    let mut entry = entry;
+    entry["metadata"] = meta;
+    Ok(outcome(vec![entry], text, 0))
 }

@@ -111,7 +111,11 @@ pub fn set(ctx: &Ctx, a: SetArgs) -> Result<Outcome> {
     let edited = manifest::edit_flags(&observed.bytes, a.container, &edits)
         .map_err(|e| bad_manifest(&key, e))?;
     let before = observed.state;
-    let gated::Gated { report, gate } = gated::transact(
+    let gated::Gated {
+        report,
+        gate,
+        summary: gate_summary,
+    } = gated::transact(
         engine,
         TxnKind::Set,
         &reason,
@@ -132,6 +136,6 @@ pub fn set(ctx: &Ctx, a: SetArgs) -> Result<Outcome> {
         gate,
         &reason,
     );
-    let text = summary(&report, &key);
+    let text = summary(&report, &key) + &gate_summary;
     Ok(outcome(vec![entry], text, exit_code(report.status)))
 }

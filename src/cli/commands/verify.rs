@@ -283,6 +283,9 @@ fn object_users(records: &[Located], rebuilt: &Catalog) -> Result<BTreeMap<Hash,
             }
         }
     }
+    // Contents `prune` dropped are gone on purpose (the PRUNED record says so).
+    let pruned = rebuilt.pruned_hashes()?;
+    users.retain(|h, _| !pruned.contains(&crate::journal::record::hash_hex(h)));
     Ok(users)
 }
 
