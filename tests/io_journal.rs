@@ -109,6 +109,19 @@ fn numbers(trace: &[(Op, PathBuf)], pick: impl Fn(Op, &Path) -> bool) -> Vec<u64
         .collect()
 }
 
+/// BEGIN's write: the first journal write after the start's rewrite of the unindexed end (the
+/// catalog of these runs is rebuilt in memory, so every record is unindexed at start).
+fn begin_write(trace: &[(Op, PathBuf)]) -> u64 {
+    let rewritten = numbers(trace, |_, p| p.ends_with("tail-rewrite"))
+        .last()
+        .copied()
+        .unwrap_or(0);
+    numbers(trace, |op, p| op == Op::WriteAll && is_journal(p))
+        .into_iter()
+        .find(|&n| n > rewritten)
+        .expect("BEGIN is written")
+}
+
 /// After the failed run: the segment holds only whole records, a later run (no fault) starts
 /// and commits a change, and so does a run after a power cut.
 fn assert_usable(sim: &SimFs, what: &str) {
@@ -185,7 +198,7 @@ fn item1_short_write_after_applied_then_usable() {
 fn item2_begin_fsync_fails_then_not_trusted() {
     let sim = world();
     let trace = trace_of_set(&sim, &content("--b=2"));
-    let begin = numbers(&trace, |op, p| op == Op::WriteAll && is_journal(p))[0];
+    let begin = begin_write(&trace);
     let sync = numbers(&trace, |op, p| op == Op::Sync && is_journal(p))
         .into_iter()
         .find(|&n| n > begin)
@@ -343,4 +356,35 @@ fn object_temp_left_by_a_cut_is_removed_by_recovery() {
     // ... durably.
     assert!(sim.power_cut_exact().metadata(&temp).is_err());
     assert!(store.leftover_temps().unwrap().is_empty());
+}
+
+/// fsyncgate across processes: BEGIN's fsync fails and so does every operation after it (the
+/// cut-back too), so the unsynced BEGIN stays in the page cache. The disk comes back; the next
+/// run reads it back but must not trust it as durable: it rewrites the unindexed end of the
+/// segment (through the `tail-rewrite` note) before appending behind it. After a power cut the
+/// journal still reads cleanly.
+#[test]
+fn item2_dead_disk_after_a_failed_fsync_then_the_next_run_rewrites_the_tail() {
+    let sim = world();
+    let trace = trace_of_set(&sim, &content("--b=2"));
+    let begin = begin_write(&trace);
+    let sync = numbers(&trace, |op, p| op == Op::Sync && is_journal(p))
+        .into_iter()
+        .find(|&n| n > begin)
+        .expect("BEGIN is fsynced");
+    let disk = sim.power_cut_exact();
+    let fs = FaultFs::over_sim(disk.clone());
+    fs.fail_at(sync, Fault::DeadDisk);
+    let err = set(Arc::new(fs.clone()), &content("--b=2")).unwrap_err();
+    assert!(err.to_string().contains("takes no more records"), "{err}");
+    // The disk is back. The next run, on the same page cache, then a power cut.
+    let next = FaultFs::over_sim(disk.clone());
+    assert_usable(
+        &disk,
+        "after a dead disk failed BEGIN's fsync and its cut-back",
+    );
+    drop(next);
+    assert!(disk
+        .metadata(&PathBuf::from(STATE).join("tail-rewrite"))
+        .is_err());
 }

@@ -6,6 +6,10 @@ pub mod recovery;
 pub mod replace;
 pub mod state;
 mod tail_cut;
+
+/// The end of the last segment a run noted for rewriting and may not have finished (`STATE/tail-rewrite`):
+/// segment, offset, bytes. The journal as the next start reads it has these bytes at that offset.
+pub use tail_cut::pending_rewrite;
 pub mod txn;
 
 use crate::catalog::{Catalog, Checkpoint};
@@ -196,6 +200,10 @@ impl Unrecovered {
         mut catalog: Catalog,
         writable: bool,
     ) -> Result<Unrecovered> {
+        if writable {
+            // A rewrite of the journal's end that a previous run was cut off in.
+            tail_cut::finish_rewrite(fs.as_ref(), &paths.root, &paths.journal)?;
+        }
         let store = ObjectStore::new(fs.clone(), paths.objects.clone());
         let facts = match CatalogFacts::of(&catalog) {
             Ok(f) => f,
@@ -325,6 +333,8 @@ impl Unrecovered {
 
     /// Cut a torn tail (recording that it did) and open the journal for appending.
     fn into_engine(mut self) -> Result<(Engine, Option<wal::TornTail>)> {
+        // Where the records no run indexed start: possibly not durable (see tail_cut::rewrite).
+        let unindexed = self.pending.first().map(|l| l.pos);
         self.catch_up_or_fall_back()?;
         crate::failpoint::hit("recover.catalog_caught_up");
         let mut end = self.scan_end;
@@ -340,6 +350,17 @@ impl Unrecovered {
             Some(t) => Some(t),
             None => tail_cut::read(self.fs.as_ref(), &marker)?,
         };
+        if let Some(p) = unindexed.filter(|p| p.segment <= end.segment) {
+            let from = if p.segment == end.segment {
+                p.offset
+            } else {
+                SEGMENT_HEADER_LEN as u64
+            };
+            if from < end.offset {
+                let seg = self.paths.journal.join(wal::segment_name(end.segment));
+                tail_cut::rewrite(self.fs.as_ref(), &self.paths.root, &seg, end.segment, from)?;
+            }
+        }
         let journal = Journal::open_at(self.fs.clone(), self.paths.journal.clone(), end)?;
         let mut engine = Engine {
             fs: self.fs,
