@@ -6,17 +6,17 @@ use std::process::Command;
 
 fn main() {
     let commit = git(&["rev-parse", "--short=12", "HEAD"]);
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    // No "modified" mark: this script reruns only when HEAD moves, so it could not keep one
+    // up to date with edits of the work tree.
     let version = match commit {
-        Some(c) if dirty => format!("{} (git {c}, modified)", env!("CARGO_PKG_VERSION")),
         Some(c) => format!("{} (git {c})", env!("CARGO_PKG_VERSION")),
         None => env!("CARGO_PKG_VERSION").to_string(),
     };
     println!("cargo:rustc-env=KUBEHARDEN_VERSION={version}");
     // Rebuild when HEAD moves (a commit, a checkout), also in a `git worktree` where .git is a
     // file; nothing to watch where there is no checkout.
-    let mut watch = vec!["HEAD".to_string(), "index".to_string()];
+    // logs/HEAD (the reflog) moves with every commit even when the branch ref is packed.
+    let mut watch = vec!["HEAD".to_string(), "logs/HEAD".to_string()];
     if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
         watch.push(r);
     }

@@ -199,8 +199,13 @@ fn noop_recover_and_snapshot_write_and_sync_nothing() {
     }
     // The same command still records a change from outside: the no-op path is not blind.
     node.append_line(APISERVER, "# edited by hand");
-    let out = node.ok(&["snapshot", "--lock-timeout", "0"]).stdout_text();
-    assert!(out.contains("external"), "hand edit not recorded: {out}");
+    let out = node
+        .ok(&["snapshot", "--lock-timeout", "0", "--reason", "by hand"])
+        .stdout_text();
+    assert!(
+        out.contains("external") && out.contains("(by hand)"),
+        "hand edit not recorded with its reason: {out}"
+    );
 }
 
 /// The drift unit's snapshot runs with --lock-timeout 0: while a kubeharden holds the lock it
@@ -291,12 +296,19 @@ fn man_pages_one_per_subcommand() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let mut want: Vec<String> = kubeharden::cli::args::Cli::command()
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set())
-        .map(|s| format!("kubeharden-{}.1", s.get_name()))
-        .collect();
-    want.push("kubeharden.1".to_string());
+    // kubeharden(1), and kubeharden-A(1), kubeharden-A-B(1) for every visible (sub)subcommand.
+    fn pages(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        out.push(format!("{prefix}.1"));
+        for s in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            pages(s, &format!("{prefix}-{}", s.get_name()), out);
+        }
+    }
+    let mut want = Vec::new();
+    pages(
+        &kubeharden::cli::args::Cli::command(),
+        "kubeharden",
+        &mut want,
+    );
     want.sort();
     let mut got: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
