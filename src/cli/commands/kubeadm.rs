@@ -109,6 +109,29 @@ fn run_kubeadm(bin: &Path, args: &[String], json: bool) -> Result<ExitStatus> {
     })
 }
 
+/// The kubeadm binary, found before anything is locked or recorded: a path, or a name on PATH.
+fn resolve_bin(bin: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if bin.components().count() > 1 {
+        runnable(bin).then(|| bin.to_path_buf())
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(bin))
+                .find(|p| runnable(p))
+        })
+    };
+    found.ok_or_else(|| {
+        Error::usage(format!(
+            "cannot run {}: not found or not executable; nothing was changed (give --kubeadm PATH)",
+            bin.display()
+        ))
+    })
+}
+
 fn status_json(s: &ExitStatus) -> Value {
     use std::os::unix::process::ExitStatusExt;
     json!({"exit_code": s.code(), "signal": s.signal(), "success": s.success()})
@@ -126,6 +149,7 @@ pub fn kubeadm(ctx: &Ctx, a: KubeadmArgs) -> Result<Outcome> {
     let bin = a
         .kubeadm
         .map_or_else(|| PathBuf::from("kubeadm"), Path::to_path_buf);
+    let bin = resolve_bin(&bin)?;
     let kd = absolute(&ctx.global.kubernetes_dir)?;
     let md = ctx.manifests_dir()?;
     let mut locked = ctx.open_mutating()?;
