@@ -4,6 +4,7 @@
 //! kubelet_sim --manifests-dir DIR --log FILE [--restart-delay-ms N] [--poll-ms 200]
 //!             [--component-bin PATH] [--etcd-bin /usr/bin/etcd] [--bin NAME=PATH]...
 //!             [--max-backoff-ms 4000] [--relist-ms 20000] [--kill-grace-ms 2000]
+//!             [--record-reads DIR]
 //! ```
 //!
 //! What it does, like the kubelet's file source (pkg/kubelet/config/file.go) and pod workers:
@@ -32,6 +33,11 @@
 //!   `--relist-ms` (the kubelet's 20 s periodic relist drops pods whose file does not parse;
 //!   0 = keep it forever).
 //! * The directory missing = no pods.
+//! * With `--record-reads DIR`, every content it reads for the first time (a file's first read,
+//!   and each read that finds new bytes) is saved, before it acts on it, as
+//!   `DIR/NNNN-<file name>` with NNNN counting from 0001; a `read-recorded` event gives the
+//!   saved name and `mono_us`, CLOCK_MONOTONIC in microseconds (the clock of systemd's journal
+//!   timestamps, so a boot test can order the reads after other units' work).
 //!
 //! Every event is a line `TIMESTAMP EVENT key=value...` in `--log` (argv as a JSON array).
 //! Each pod's stdout/stderr go to `<dir of --log>/<pod name>.pod.log`. Children get
@@ -88,6 +94,9 @@ struct Opts {
     /// Time between SIGTERM and SIGKILL when stopping a pod.
     #[arg(long, default_value_t = 2000)]
     kill_grace_ms: u64,
+    /// Save every newly read manifest content in this directory (see the module docs).
+    #[arg(long, value_name = "DIR")]
+    record_reads: Option<PathBuf>,
 }
 
 fn parse_bin(s: &str) -> Result<(String, PathBuf), String> {
@@ -332,6 +341,8 @@ struct Sim {
     files: BTreeMap<PathBuf, FileState>,
     pods: BTreeMap<String, PodState>,
     dir_missing_logged: bool,
+    /// Contents saved by `--record-reads` so far.
+    reads_recorded: u64,
     duplicates_logged: BTreeSet<(String, PathBuf)>,
 }
 
@@ -352,6 +363,32 @@ impl Sim {
             return self.opts.etcd_bin.clone();
         }
         self.component_bin.clone()
+    }
+
+    /// `--record-reads`: keep these bytes, as read, under the next number.
+    fn record_read(&mut self, path: &Path, bytes: &[u8]) {
+        let Some(dir) = self.opts.record_reads.clone() else {
+            return;
+        };
+        self.reads_recorded += 1;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let saved = dir.join(format!("{:04}-{name}", self.reads_recorded));
+        let mono_us = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|t| t.tv_sec() * 1_000_000 + t.tv_nsec() / 1000)
+            .unwrap_or(0);
+        let outcome = fs::create_dir_all(&dir).and_then(|_| fs::write(&saved, bytes));
+        let mut fields = vec![
+            ("file", q(&path.to_string_lossy())),
+            ("saved", q(&saved.to_string_lossy())),
+            ("mono_us", mono_us.to_string()),
+        ];
+        if let Err(e) = outcome {
+            fields.push(("error", q(&e.to_string())));
+        }
+        self.log.event("read-recorded", &fields);
     }
 
     /// Lists the directory and recomputes every pod's `desired` spec.
@@ -410,6 +447,7 @@ impl Sim {
             let bytes_hash = h.finish();
             let changed = self.files.get(path).map(|f| f.bytes_hash) != Some(bytes_hash);
             if changed {
+                self.record_read(path, &bytes);
                 let parsed = match std::str::from_utf8(&bytes) {
                     Ok(text) => parse_pod(path, text),
                     Err(e) => Err(format!("not UTF-8: {e}")),
@@ -812,6 +850,7 @@ fn main() {
         pods: BTreeMap::new(),
         dir_missing_logged: false,
         duplicates_logged: BTreeSet::new(),
+        reads_recorded: 0,
         opts,
     };
     sim.log.event(

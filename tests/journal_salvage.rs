@@ -318,3 +318,30 @@ fn verify_reports_object_temps_and_recover_removes_them() {
     assert!(removed.contains(".cdef0123.tmp"), "{j}");
     assert!(!temp.exists());
 }
+
+/// A missing segment (here 00000002.wal, with 00000003.wal present) is damage; salvage keeps
+/// segment 1 and moves the later ones aside.
+#[test]
+fn salvage_of_a_missing_segment_moves_the_later_ones_aside() {
+    let node = node_with_history();
+    let mut third = b"KHJOURNL\x01\0\0\0".to_vec();
+    third.extend_from_slice(&3u32.to_le_bytes());
+    fs::write(node.journal_dir().join("00000003.wal"), &third).unwrap();
+    let out = node.run(&["history"]);
+    assert_eq!(out.code(), Some(6), "{}", out.describe());
+    assert!(
+        out.stderr.contains("00000002.wal is missing"),
+        "{}",
+        out.describe()
+    );
+    let j = node.json(&["verify", "--repair"]);
+    let dropped = j["salvage"]["dropped"].as_array().unwrap().clone();
+    assert_eq!(dropped.len(), 1, "{j}");
+    assert_eq!(dropped[0]["segment"], 3, "{j}");
+    assert_eq!(
+        fs::read(node.state.join("quarantine/journal-00000003-0.bin")).unwrap(),
+        third
+    );
+    assert_eq!(node.segments().len(), 1);
+    assert_usable(&node);
+}

@@ -1,14 +1,22 @@
-//! The journal reader on arbitrary bytes: it must never panic, and every record it accepts must
-//! re-encode to exactly the bytes it was read from (the encoding is canonical).
+//! The journal reader on arbitrary bytes: it must never panic, every record it accepts must
+//! re-encode to exactly the bytes it was read from (the encoding is canonical), and its verdict
+//! (records, then clean end, torn tail or corruption, with offset and reason) must equal that of
+//! `naive.rs`, an independent reader written from `journal-format/README.md`.
 //!
-//! `cargo +nightly fuzz run journal_decode`
+//! From `fuzz/`: `cargo +nightly fuzz run journal_decode corpus/journal_decode seeds/journal_decode`
+//! (`seeds/journal_decode/`, checked in: the journal vectors; `corpus/` is libFuzzer's own).
 #![no_main]
+
+mod naive;
 
 use kubeharden::journal::format::{
     decode_payload, encode_payload, encode_record, record_checksum, SEGMENT_HEADER_LEN,
 };
-use kubeharden::journal::reader::{decode_segment, ReadOutcome, SegmentReader};
+use kubeharden::journal::reader::{
+    check_segment_header, decode_segment, HeaderProblem, ReadOutcome, SegmentReader,
+};
 use libfuzzer_sys::fuzz_target;
+use naive::Verdict;
 
 fn read_all(bytes: &[u8], start: u64) {
     let mut reader = SegmentReader::new(bytes, start);
@@ -41,7 +49,61 @@ fn read_all(bytes: &[u8], start: u64) {
     }
 }
 
+/// The real reader's verdict, in the oracle's terms.
+fn real_frames(bytes: &[u8], start: usize) -> Verdict {
+    let mut reader = SegmentReader::new(bytes, start as u64);
+    let mut ends = Vec::new();
+    loop {
+        match reader.next() {
+            Ok(ReadOutcome::Record(d)) => ends.push((d.offset + d.len) as usize),
+            Ok(ReadOutcome::End) => return Verdict::Clean { ends },
+            Ok(ReadOutcome::TornTail { offset, reason, .. }) => {
+                return Verdict::Torn {
+                    ends,
+                    offset: offset as usize,
+                    reason,
+                }
+            }
+            Err(c) => {
+                return Verdict::Corrupt {
+                    ends,
+                    offset: c.offset as usize,
+                    reason: c.reason,
+                }
+            }
+        }
+    }
+}
+
+fn real_segment(bytes: &[u8], n: u32) -> Verdict {
+    match check_segment_header(bytes, n) {
+        Ok(()) => real_frames(bytes, SEGMENT_HEADER_LEN),
+        Err(HeaderProblem::Torn { reason }) => Verdict::TornHeader { reason },
+        Err(HeaderProblem::Corrupt(c)) => Verdict::CorruptHeader {
+            offset: c.offset as usize,
+            reason: c.reason,
+        },
+    }
+}
+
+fn oracle(data: &[u8]) {
+    if data.len() > naive::MAX_ORACLE_LEN {
+        return;
+    }
+    for start in [0, SEGMENT_HEADER_LEN] {
+        if start <= data.len() {
+            assert_eq!(
+                real_frames(data, start),
+                naive::frames(data, start),
+                "frames from {start}"
+            );
+        }
+    }
+    assert_eq!(real_segment(data, 1), naive::segment(data, 1), "segment 1");
+}
+
 fuzz_target!(|data: &[u8]| {
+    oracle(data);
     read_all(data, 0);
     read_all(data, SEGMENT_HEADER_LEN as u64);
 

@@ -39,6 +39,7 @@ CREATE INDEX IF NOT EXISTS transactions_open ON transactions (txn) WHERE status 
 CREATE TABLE IF NOT EXISTS segment_digests (
     segment INTEGER PRIMARY KEY, len INTEGER NOT NULL, hash BLOB NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS pruned (hash TEXT PRIMARY KEY, at INTEGER NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS txn_gate (txn INTEGER PRIMARY KEY, summary TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS tail_cuts (
     at INTEGER NOT NULL, segment INTEGER NOT NULL, offset INTEGER NOT NULL,
     dropped INTEGER NOT NULL) STRICT;
@@ -148,6 +149,12 @@ impl Catalog {
                 (&mut persist as *mut std::os::raw::c_int).cast(),
             );
         }
+        // The last connection's close checkpoints the WAL into the database and then, with a
+        // size limit, truncates it: at rest the WAL is empty, so a command with nothing to do
+        // (the recover timer every 30 s, a snapshot that finds no news) copies and syncs nothing
+        // at close, instead of re-checkpointing every frame the WAL still holds.
+        conn.pragma_update(None, "journal_size_limit", 0i64)
+            .map_err(db_err)?;
         let mut c = Self::init(conn)?;
         c.path = Some(path.to_path_buf());
         Ok(c)
@@ -222,7 +229,7 @@ impl Catalog {
         self.conn
             .execute_batch(
                 "DELETE FROM versions; DELETE FROM objects; DELETE FROM transactions;
-                 DELETE FROM txn_files; DELETE FROM tail_cuts; DELETE FROM pruned; DELETE FROM segment_digests; DELETE FROM meta WHERE key <> 'schema';",
+                 DELETE FROM txn_files; DELETE FROM tail_cuts; DELETE FROM pruned; DELETE FROM txn_gate; DELETE FROM segment_digests; DELETE FROM meta WHERE key <> 'schema';",
             )
             .map_err(db_err)
     }

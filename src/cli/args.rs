@@ -6,7 +6,8 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     name = "kubeharden",
-    version,
+    // The crate version and, when built from a git checkout, the commit (build.rs).
+    version = env!("KUBEHARDEN_VERSION"),
     about = "Transactional, health-gated hardening of Kubernetes static pod manifests",
     long_about = "kubeharden edits the kubelet's static pod manifests as journaled transactions: \
 every version a manifest ever had is kept (history, show, diff, restore), a crash or power loss \
@@ -209,6 +210,10 @@ pub enum Command {
     Snapshot {
         /// Files to record (default: every *.yaml, *.yml, *.json in the manifests dir).
         manifests: Vec<String>,
+        /// Why (e.g. "changed outside kubeharden"): echoed in this run's output (JSON "reason")
+        /// and the unit's journal; the store does not keep it yet.
+        #[arg(long, default_value = "")]
+        reason: String,
     },
     /// Every recorded version, oldest first.
     History {
@@ -347,6 +352,17 @@ pub enum Command {
         #[command(subcommand)]
         command: ExportCommand,
     },
+    /// Shell completion script on stdout (source it, or save it in the shell's completion dir).
+    Completion {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write kubeharden(1) and a page per subcommand into DIR (packaging).
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -391,4 +407,11 @@ pub enum ExportCommand {
         )]
         encryption_secret: String,
     },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }

@@ -77,7 +77,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                 hardening: crate::hardening::for_reading(file.as_deref())?,
             },
         )?,
-        Command::Snapshot { manifests } => maintenance::snapshot(&ctx, &manifests)?,
+        Command::Snapshot { manifests, reason } => {
+            maintenance::snapshot(&ctx, &manifests, &reason)?
+        }
         Command::History { manifest } => versions::history(&ctx, manifest.as_deref())?,
         Command::Show {
             manifest,
@@ -192,6 +194,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                 commands::export::cluster_api(&ctx, file.as_deref(), &encryption_secret)?
             }
         },
+        // Generated from the clap definitions; no state involved, written as they are.
+        Command::Completion { shell } => return commands::completion::completion(shell),
+        Command::Man { dir } => return commands::completion::man(&dir),
     };
     crate::signals::set_phase(crate::signals::Phase::Recording);
     let code = outcome.code;

@@ -19,7 +19,7 @@ use super::format::{
     RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, TYPE_OFFSET,
 };
 use super::record::Record;
-use super::wal::{list_segments, segment_name, Position};
+use super::wal::{segment_name, segment_numbers, Position};
 use crate::error::{IoContext, Result};
 use crate::fsys::Fs;
 use std::io::ErrorKind;
@@ -67,7 +67,7 @@ pub fn quarantine_from(
     whole_from: u32,
     reason: &str,
 ) -> Result<Salvaged> {
-    let segs = list_segments(fs, journal)?;
+    let segs = segment_numbers(fs, journal)?;
     ensure_dir(fs, quarantine)?;
     let mut out = Salvaged::default();
     let cut = keep_end.segment;

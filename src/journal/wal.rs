@@ -103,19 +103,19 @@ pub fn segment_name(n: u32) -> String {
     format::segment_file_name(n)
 }
 
-/// Segment numbers present in `dir`, ascending; anything else there is corruption.
-pub fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<u32>> {
+/// Segment numbers present in `dir`, ascending; any other file there is corruption.
+pub fn segment_numbers(fs: &dyn Fs, dir: &Path) -> Result<Vec<u32>> {
     let mut segs = Vec::new();
     for name in fs
         .list_dir(dir)
         .ctx(|| format!("listing {}", dir.display()))?
     {
-        let num = format::parse_segment_file_name(&name);
-        match num {
+        match format::parse_segment_file_name(&name) {
             Some(n) if n > 0 => segs.push(n),
             _ => {
                 return Err(Error::integrity(format!(
-                    "unexpected file {} in the journal directory {}",
+                    "unexpected file {} in the journal directory {}; move it out of there \
+                     (nothing was changed)",
                     name,
                     dir.display()
                 )))
@@ -123,24 +123,43 @@ pub fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<u32>> {
         }
     }
     segs.sort_unstable();
-    for w in segs.windows(2) {
-        if w[1] != w[0] + 1 {
-            return Err(Error::integrity(format!(
-                "journal segment {} is missing (found {} and {})",
-                segment_name(w[0] + 1),
-                segment_name(w[0]),
-                segment_name(w[1])
-            )));
-        }
-    }
     Ok(segs)
+}
+
+/// The first number missing from `1..=last` (segments are numbered consecutively from 1, and
+/// only the last one is ever removed, when its header is torn).
+pub fn first_gap(segs: &[u32]) -> Option<u32> {
+    segs.iter()
+        .enumerate()
+        .find(|&(i, &n)| n != i as u32 + 1)
+        .map(|(i, _)| i as u32 + 1)
+}
+
+fn missing_segment(n: u32) -> String {
+    format!(
+        "journal segment {} is missing; the journal is damaged before its tail. Nothing was \
+         changed. {SALVAGE_HINT}",
+        segment_name(n)
+    )
+}
+
+/// Segment numbers present in `dir`, ascending: a missing one is corruption.
+pub fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<u32>> {
+    let segs = segment_numbers(fs, dir)?;
+    match first_gap(&segs) {
+        Some(n) => Err(Error::integrity(missing_segment(n))),
+        None => Ok(segs),
+    }
 }
 
 fn read_segment(fs: &dyn Fs, dir: &Path, n: u32) -> Result<Vec<u8>> {
     let path = dir.join(segment_name(n));
-    let meta = fs
-        .metadata(&path)
-        .ctx(|| format!("stat {}", path.display()))?;
+    let meta = match fs.metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::integrity(missing_segment(n)))
+        }
+        m => m.ctx(|| format!("stat {}", path.display()))?,
+    };
     if meta.kind != Kind::File {
         return Err(Error::integrity(format!(
             "{} is not a regular file (symlink planted?)",
@@ -169,6 +188,9 @@ pub fn scan_checked(
     let (scan, damage) = scan_until_damage(fs, dir, from, checked)?;
     match damage {
         None => Ok(scan),
+        Some(d) if d.reason == "segment missing" => {
+            Err(Error::integrity(missing_segment(d.segment)))
+        }
         Some(d) => Err(Error::integrity(format!(
             "reading journal segment {}: {} at offset {}; the journal is damaged before its \
              tail. Nothing was changed. {SALVAGE_HINT}",
@@ -198,7 +220,10 @@ pub fn scan_until_damage(
     from: Position,
     checked: &[SegmentDigest],
 ) -> Result<(Scan, Option<Damage>)> {
-    let segs = list_segments(fs, dir)?;
+    let all = segment_numbers(fs, dir)?;
+    let gap = first_gap(&all);
+    // Past a missing segment nothing is read: it is all damaged rest.
+    let segs = &all[..gap.map_or(all.len(), |g| g as usize - 1)];
     let mut scan = Scan {
         records: Vec::new(),
         end: from,
@@ -206,14 +231,24 @@ pub fn scan_until_damage(
         digests: Vec::new(),
         changed: false,
     };
+    let missing = |scan| {
+        let d = gap.map(|g| Damage {
+            segment: g,
+            offset: 0,
+            reason: "segment missing".into(),
+        });
+        Ok((scan, d))
+    };
     let Some(&last) = segs.last() else {
         scan.end = Position {
             segment: 1,
             offset: SEGMENT_HEADER_LEN as u64,
         };
         scan.changed = !checked.is_empty();
-        return Ok((scan, None));
+        return missing(scan);
     };
+    // With a segment missing after them, none of these is the last one.
+    let last = if gap.is_some() { u32::MAX } else { last };
     for &n in segs.iter().filter(|&&n| n >= from.segment) {
         let bytes = read_segment(fs, dir, n)?;
         if let Some(d) = checked.iter().find(|d| d.segment == n) {
@@ -237,7 +272,7 @@ pub fn scan_until_damage(
             }
         }
     }
-    Ok((scan, None))
+    missing(scan)
 }
 
 enum Step {
@@ -345,13 +380,14 @@ pub struct Journal {
     /// OS error of the cut.
     stopped: Option<(String, io::ErrorKind, Option<i32>)>,
     file: Option<Box<dyn FsFile>>,
+    /// The segment as found at open is not fsynced yet: done before the first append, so a
+    /// run that appends nothing (the recover timer every 30 s) fsyncs nothing.
+    prefix_unsynced: bool,
 }
 
 impl Journal {
     /// Open for appending at `end` (from a scan with its torn tail already cut). The last
-    /// segment is fsynced first: what a previous process wrote may have been read back from the
-    /// page cache only (its fsync failed, or it died before it), and nothing is appended behind
-    /// bytes that are not durable.
+    /// segment is fsynced before the first append (`sync_prefix`).
     pub fn open_at(fs: Arc<dyn Fs>, dir: PathBuf, end: Position) -> Result<Journal> {
         let mut j = Journal {
             fs,
@@ -361,6 +397,7 @@ impl Journal {
             synced_len: end.offset,
             stopped: None,
             file: None,
+            prefix_unsynced: false,
         };
         let path = j.segment_path();
         match j.fs.metadata(&path) {
@@ -373,10 +410,7 @@ impl Journal {
                     end.offset
                 )))
             }
-            Ok(_) => j
-                .file()?
-                .sync()
-                .ctx(|| format!("fsync journal segment {}", path.display()))?,
+            Ok(_) => j.prefix_unsynced = true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => j.create_segment(end.segment)?,
             Err(e) => return Err(e).ctx(|| format!("stat {}", path.display())),
         }
@@ -492,6 +526,9 @@ impl Journal {
         if let Some(e) = self.stopped_error() {
             return Err(e);
         }
+        if self.prefix_unsynced {
+            self.sync_prefix()?;
+        }
         let frame = format::encode_record(rec);
         if self.len > SEGMENT_HEADER_LEN as u64
             && self.len + frame.len() as u64 > SEGMENT_TARGET_LEN
@@ -527,6 +564,31 @@ impl Journal {
                 record: rec.clone(),
             },
         })
+    }
+
+    /// The fsync `open_at` defers: what a previous process wrote may have been read back from
+    /// the page cache only (its fsync failed, or it died before it), and nothing is appended
+    /// behind bytes that are not durable. A failure stops appending (never retried).
+    fn sync_prefix(&mut self) -> Result<()> {
+        let path = self.segment_path();
+        if let Err(e) = self.file()?.sync() {
+            self.stop(
+                format!(
+                    "fsync of journal segment {} before appending",
+                    path.display()
+                ),
+                &e,
+            );
+            return Err(Error::Io {
+                context: format!(
+                    "fsync journal segment {} before appending (nothing was appended)",
+                    path.display()
+                ),
+                source: e,
+            });
+        }
+        self.prefix_unsynced = false;
+        Ok(())
     }
 
     /// fsync the current segment. A failure is final for what it covered: those records are

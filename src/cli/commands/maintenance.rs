@@ -34,7 +34,7 @@ fn manifests_in_dir(ctx: &Ctx) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-pub fn snapshot(ctx: &Ctx, manifests: &[String]) -> Result<Outcome> {
+pub fn snapshot(ctx: &Ctx, manifests: &[String], reason: &str) -> Result<Outcome> {
     let explicit = !manifests.is_empty();
     let paths: Vec<PathBuf> = if explicit {
         manifests
@@ -66,7 +66,14 @@ pub fn snapshot(ctx: &Ctx, manifests: &[String]) -> Result<Outcome> {
             .recorded
             .map(crate::catalog::origin_name)
             .unwrap_or("unchanged");
-        text.push_str(&format!("{:<9}  v{:<4} {}\n", what, o.version, o.path));
+        if o.recorded.is_some() || explicit {
+            text.push_str(&format!("{:<9}  v{:<4} {}", what, o.version, o.path));
+            // The drift unit's reason lands in the system journal beside the recorded version.
+            if o.recorded.is_some() && !reason.is_empty() {
+                text.push_str(&format!("  ({reason})"));
+            }
+            text.push('\n');
+        }
         entries.push(json!({
             "path": o.path, "version": o.version, "hash": hash_hex(&o.state.hash),
             "recorded": o.recorded.is_some(), "origin": o.recorded.map(crate::catalog::origin_name),
@@ -74,8 +81,19 @@ pub fn snapshot(ctx: &Ctx, manifests: &[String]) -> Result<Outcome> {
     }
     if entries.is_empty() {
         text.push_str("no manifests found\n");
+    } else if text.is_empty() {
+        // The drift-capture unit runs this on every change of the folder, kubeharden's own
+        // writes included: one line, and (tests/unattended.rs) nothing written.
+        text.push_str(&format!(
+            "nothing new: {} manifests as recorded\n",
+            entries.len()
+        ));
     }
-    Ok(Outcome::new(json!({ "snapshot": entries }), text))
+    let mut doc = json!({ "snapshot": entries });
+    if !reason.is_empty() {
+        doc["reason"] = json!(reason);
+    }
+    Ok(Outcome::new(doc, text))
 }
 
 pub fn recover(ctx: &Ctx, policy: Policy, gate: &crate::cli::args::GateArgs) -> Result<Outcome> {

@@ -1,5 +1,6 @@
 pub mod apply;
 pub mod audit;
+pub mod completion;
 pub mod export;
 pub mod gated;
 pub mod hardening;
