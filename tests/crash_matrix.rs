@@ -39,6 +39,8 @@ fn crash_points() -> Vec<String> {
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
+        // The kubeadm wrapper's own points: tests/kubeadm_upgrade.rs kills at each of them.
+        .filter(|l| !l.starts_with("kubeadm."))
         .map(String::from)
         .collect();
     assert!(!points.is_empty(), "no crash points listed");

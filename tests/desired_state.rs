@@ -634,7 +634,9 @@ fn export_cluster_api_has_files_unique_volumes_a_secret_reference_and_post_comma
     assert_eq!(encf["contentFrom"]["secret"]["name"], "prod-kubeharden-enc");
     assert!(encf.get("content").is_none());
     assert!(!e.stdout.contains("c2VjcmV0"), "the key is never inlined");
-    assert!(by_path("hardening.yaml").is_some());
+    let hf =
+        by_path("/etc/kubeharden/hardening.yaml").expect("the hardening file on every machine");
+    assert!(hf["content"].as_str().unwrap().contains("encryptionConfig"));
     let vols = spec["clusterConfiguration"]["apiServer"]["extraVolumes"]
         .as_array()
         .unwrap();

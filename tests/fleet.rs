@@ -278,8 +278,15 @@ impl Node {
         )
     }
 
+    /// `audit -o json`, under the node's hardening file once the role wrote it (as
+    /// audit-fleet.yml audits).
     fn audit(&self) -> Value {
-        let (code, out) = self.kubeharden(&["-o", "json", "audit"]);
+        let config = self.config();
+        let mut args = vec!["-o", "json", "audit"];
+        if config.exists() {
+            args.extend(["-f", config.to_str().unwrap()]);
+        }
+        let (code, out) = self.kubeharden(&args);
         assert!(
             matches!(code, 0 | 1),
             "{}: audit exit {code}: {out}",
@@ -294,10 +301,12 @@ struct Fleet {
     nodes: Vec<Node>,
     work: tempfile::TempDir,
     playbook: PathBuf,
+    /// Group variables of every inventory this fleet writes (the hardening file's content).
+    vars: Value,
 }
 
 impl Fleet {
-    fn new(playbook: PathBuf) -> Fleet {
+    fn new(playbook: PathBuf, vars: Value) -> Fleet {
         let nodes: Vec<Node> = ["node1", "node2", "node3"]
             .iter()
             .map(|n| Node::boot(n))
@@ -310,6 +319,7 @@ impl Fleet {
             nodes,
             work,
             playbook,
+            vars,
         };
         f.write_inventory(json!({}));
         f
@@ -319,7 +329,8 @@ impl Fleet {
         self.work.path().join("reports")
     }
 
-    /// The inventory: every node a host of `control_plane`, with `group_vars` added.
+    /// The inventory: every node a host of `control_plane`, with the fleet's variables and
+    /// `group_vars` added.
     fn write_inventory(&self, group_vars: Value) {
         let python = self.playbook.with_file_name("python");
         let hosts: serde_json::Map<String, Value> = self
@@ -345,7 +356,8 @@ impl Fleet {
             "kubeharden_report_dir": self.reports(),
             "kubeharden_fleet_report_dir": self.reports(),
         });
-        for (k, v) in group_vars.as_object().unwrap() {
+        let fleet_vars = self.vars.as_object().unwrap();
+        for (k, v) in fleet_vars.iter().chain(group_vars.as_object().unwrap()) {
             vars[k] = v.clone();
         }
         let inv = json!({"all": {"children": {"control_plane": {"hosts": hosts, "vars": vars}}}});
@@ -530,12 +542,25 @@ fn ansible_hardens_the_control_plane_one_node_at_a_time_and_is_idempotent() {
     if !etcd_or_skip("fleet hardening") {
         return;
     }
-    let fleet = Fleet::new(playbook);
+    // The hardening file: the defaults plus a waiver and an extra flag.
+    let fleet = Fleet::new(
+        playbook,
+        json!({
+            "kubeharden_waivers": [{"check": "1.2.19", "reason": "audit log size is managed by logrotate",
+                                    "expires": "2099-12-31", "owner": "platform"}],
+            "kubeharden_extra_flags": {"kube-apiserver": {"set": {"tls-min-version": "VersionTLS13"}}},
+        }),
+    );
     let before: Vec<_> = fleet.nodes.iter().map(Node::files).collect();
 
     // --check: apply --dry-run on every node; the diffs shown, nothing changed anywhere.
     let check = fleet.play("harden-control-plane.yml", &["--check", "--diff"]);
     assert_eq!(check.code, 0, "{}", check.out);
+    assert!(
+        check.out.contains("--tls-min-version=VersionTLS13"),
+        "the extra flag in the diffs:\n{}",
+        check.out
+    );
     assert!(
         check.out.contains("--profiling=false"),
         "diffs shown:\n{}",
@@ -619,15 +644,39 @@ fn ansible_hardens_the_control_plane_one_node_at_a_time_and_is_idempotent() {
             );
         }
         let a = n.audit();
-        for id in ["1.2.15", "1.3.2", "1.4.1"] {
-            let c = a["checks"]
+        let check = |id: &str| {
+            a["checks"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .find(|c| c["id"] == id)
-                .unwrap();
-            assert_eq!(c["status"], "PASS", "{} {id}: {c}", n.name);
+                .unwrap()
+                .clone()
+        };
+        for id in ["1.2.15", "1.3.2", "1.4.1"] {
+            assert_eq!(
+                check(id)["status"],
+                "PASS",
+                "{} {id}: {}",
+                n.name,
+                check(id)
+            );
         }
+        // The hardening file's waiver and extra flag.
+        let api = n.manifest("kube-apiserver.yaml");
+        assert!(api.contains("--tls-min-version=VersionTLS13"), "{api}");
+        assert!(
+            !api.contains("--audit-log-maxsize"),
+            "1.2.19 is waived:\n{api}"
+        );
+        assert_eq!(check("1.2.19")["status"], "WARN", "{}", check("1.2.19"));
+        assert!(
+            check("1.2.19")["notes"]
+                .to_string()
+                .contains("waived: audit log size is managed by logrotate"),
+            "{}",
+            check("1.2.19")
+        );
         counts.push((n.name.clone(), restarts));
     }
     eprintln!(
@@ -720,7 +769,7 @@ fn ansible_rollout_stops_at_the_node_that_rolls_back_and_leaves_the_rest_untouch
     if !etcd_or_skip("fleet rollback") {
         return;
     }
-    let fleet = Fleet::new(playbook);
+    let fleet = Fleet::new(playbook, json!({}));
     // node2's kube-apiserver refuses --profiling (CIS 1.2.15) at its next start.
     fleet.nodes[1]
         .sim

@@ -665,6 +665,49 @@ fn prometheus_metrics_of_audit_and_status_parse_and_say_what_audit_and_status_sa
     }
 }
 
+/// `kubeharden_waivers_expired` counts the hardening file's waivers past their date; a waiver
+/// still in force turns its FAIL into WARN in `kubeharden_check_status`.
+#[test]
+fn prometheus_counts_expired_waivers_of_the_hardening_file() {
+    let node = Node::stock();
+    let file = node.kd.node_root().join("hardening.yaml");
+    let metrics = |expires: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: kubeharden.io/v1alpha1\nkind: HardeningConfiguration\nwaivers:\n\
+                 - check: \"1.2.15\"\n  reason: profiling is scraped by our tooling\n  expires: \"{expires}\"\n\
+                 - check: \"1.3.2\"\n  reason: same for the controller manager\n  expires: \"{expires}\"\n"
+            ),
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let (_, text) = node.run(&["audit", "-f", f, "--format", "prometheus"]);
+        let samples = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        promtool(&text);
+        let status = by_label(
+            &samples
+                .iter()
+                .filter(|s| s.labels.get("id").is_some_and(|i| i == "1.2.15"))
+                .cloned()
+                .collect::<Vec<_>>(),
+            "kubeharden_check_status",
+            "status",
+        );
+        (single(&samples, "kubeharden_waivers_expired"), status)
+    };
+    let (expired, status) = metrics("2001-01-01");
+    assert_eq!(expired, 2.0);
+    assert_eq!(
+        status.keys().collect::<Vec<_>>(),
+        ["FAIL"],
+        "an expired waiver does not count"
+    );
+    let (expired, status) = metrics("2099-12-31");
+    assert_eq!(expired, 0.0);
+    assert_eq!(status.keys().collect::<Vec<_>>(), ["WARN"], "waived");
+}
+
 #[test]
 fn formats_that_cannot_be_one_json_document_refuse_o_json() {
     let node = Node::stock();

@@ -219,6 +219,9 @@ enum Layout {
     Both,
 }
 
+/// Runs that warned about the catalog (a write it could not take), over all cases.
+static CATALOG_WARNINGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// One command on the full disk: the exit code and the manifest's content are what an I/O
 /// error may give. Returns the exit code.
 fn check_run(node: &Node, args: &[&str], label: &str, bad: &mut Vec<String>) -> i32 {
@@ -230,6 +233,13 @@ fn check_run(node: &Node, args: &[&str], label: &str, bad: &mut Vec<String>) -> 
         return -1;
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("catalog (derived index, rebuilt from the journal)") {
+        CATALOG_WARNINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A catalog that cannot be written is a warning, never the run's failure.
+        if code != 0 && !stderr.contains("kubeharden: warning: catalog") {
+            bad.push(format!("{label}: the catalog decided the run: {stderr}"));
+        }
+    }
     if !matches!(code, 0 | 3 | 7) {
         bad.push(format!("{label}: exit {code}: {}", describe(&out)));
     }
@@ -373,8 +383,9 @@ fn full_disk_loop(layout: Layout) {
     }
     eprintln!(
         "full_disk {layout:?}: {cases} free-space sizes x 4 commands, exit codes {codes:?}, {} \
-         violation(s)",
-        bad.len()
+         violation(s); catalog warnings so far (all layouts) {}",
+        bad.len(),
+        CATALOG_WARNINGS.load(std::sync::atomic::Ordering::Relaxed)
     );
     // The sizes reach both ends: some runs fail on the full disk, some fit.
     assert!(
@@ -616,4 +627,43 @@ fn item9_io_error_in_a_manifests_dir_is_exit_7_not_2() {
         "profiling=false",
         "--no-health-gate",
     ]);
+}
+
+/// `println!`/`eprintln!` panic when their stream cannot be written: the sources use
+/// `cli::output::{say, warn, print_out}` instead (item 6). Keeps new code from bringing them
+/// back.
+#[test]
+fn item6_no_panicking_print_macros_in_the_sources() {
+    fn walk(dir: &Path, found: &mut Vec<String>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, found);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = fs::read_to_string(&p).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    let code = line.trim_start();
+                    if code.starts_with("//") {
+                        continue;
+                    }
+                    if ["println!(", "eprintln!(", "print!(", "eprint!("]
+                        .iter()
+                        .any(|m| code.contains(m))
+                    {
+                        found.push(format!("{}:{}: {code}", p.display(), n + 1));
+                    }
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut found,
+    );
+    assert!(
+        found.is_empty(),
+        "panicking print macros:\n{}",
+        found.join("\n")
+    );
 }

@@ -59,20 +59,11 @@ fn item7_history_one_block_per_file() {
         };
         assert_eq!(numbers.len(), want, "{path}:\n{text}");
     }
-    // The JSON lists the same versions, grouped the same way.
-    let json: Vec<(String, u64)> = node
-        .history(None)
-        .iter()
-        .map(|v| {
-            (
-                v["path"].as_str().unwrap().to_string(),
-                v["version"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    let mut grouped = json.clone();
-    grouped.sort();
-    assert_eq!(json, grouped);
+    // The JSON keeps cli.md's order: every version, oldest first (scripts rely on it).
+    let json = node.history(None);
+    assert_eq!(json.len(), 4 + 2 + 1, "{json:?}");
+    let txns: Vec<u64> = json.iter().filter_map(|v| v["txn"].as_u64()).collect();
+    assert_eq!(txns, [1, 2, 3]);
 }
 
 /// The byte column where `word` starts in `line`.
@@ -120,17 +111,18 @@ fn item7_history_header_aligned() {
 fn item7_history_current_only_when_the_disk_matches() {
     let node = Node::new();
     node.ok(&["snapshot"]);
-    let until = |v: &serde_json::Value| (v["on_disk_until"].clone(), v["on_disk_now"].clone());
     let last = |node: &Node| node.history(Some(SCHEDULER)).last().unwrap().clone();
     assert!(history_text(&node, Some(SCHEDULER)).contains("(current)"));
-    assert_eq!(until(&last(&node)), (serde_json::Value::Null, true.into()));
+    // The JSON is the catalog's alone (cli.md): on_disk_until null for the last version.
+    assert!(last(&node)["on_disk_until"].is_null());
     // Content changed behind the tool's back.
     let original = node.read(SCHEDULER);
     node.edit_externally(SCHEDULER, b"# not a manifest any more\n");
     let text = history_text(&node, Some(SCHEDULER));
     assert!(text.contains("(changed on disk since)"), "{text}");
     assert!(!text.contains("(current)"), "{text}");
-    assert_eq!(last(&node)["on_disk_now"], false);
+    assert!(last(&node)["on_disk_until"].is_null());
+    assert_eq!(node.json(&["status"])["drift"][0]["state"], "changed");
     // Only the mode changed: still not what the version says.
     node.edit_externally(SCHEDULER, &original);
     assert!(history_text(&node, Some(SCHEDULER)).contains("(current)"));
@@ -339,7 +331,27 @@ fn log_lists_transactions_with_status_and_gate_summary() {
         "{text}"
     );
     assert!(text.contains("  reason: more logs"), "{text}");
-    assert_eq!(text.matches("  gate:   ").count(), 4, "{text}");
+    assert_eq!(text.matches("  result: ").count(), 4, "{text}");
+    // What the gate saw, journaled with the outcome: the change's check, and the rollback's.
+    assert!(
+        text.contains("  gate:   kube-apiserver (change) healthy: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("  gate:   kube-apiserver (change) failed: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("  gate:   kube-apiserver (rollback) healthy: "),
+        "{text}"
+    );
+    let checks = t[3]["gate"]["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "{j}");
+    assert!(checks[0].as_str().unwrap().contains("stable after"), "{j}");
+    assert!(
+        t[0]["gate"]["checks"].as_array().unwrap().is_empty(),
+        "not gated: {j}"
+    );
     // Filtered by file.
     let j = node.json(&["log", ETCD]);
     let ids: Vec<u64> = j["transactions"]

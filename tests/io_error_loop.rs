@@ -325,12 +325,27 @@ fn io_error_loop(op: Operation) -> LoopRun {
     result
 }
 
+/// Violations where a dead disk failed the journal's fsync and then its cut back to the last
+/// durable record: the bytes that fsync covered are lost for good (fsyncgate) but still read
+/// back from the page cache, and the next run trusts them. The journal appender's part of
+/// issue 11 (items 1-2), listed apart so the failure says whose it is.
+fn journal_dead_disk(v: &str) -> bool {
+    v.contains("DeadDisk (Some((Sync, \"/var/lib/kubeharden/journal/")
+}
+
 fn assert_clean(op: Operation) {
     let run = io_error_loop(op);
     assert!(run.cases > 0);
+    let journal = run
+        .violations
+        .iter()
+        .filter(|v| journal_dead_disk(v))
+        .count();
     assert!(
         run.violations.is_empty(),
-        "{op:?}: {} violation(s) in {} cases, first ones:\n{}",
+        "{op:?}: {} violation(s) in {} cases ({journal} of them after a dead disk failed a \
+         journal fsync and its cut-back: the next run trusts bytes that fsync covered), first \
+         ones:\n{}",
         run.violations.len(),
         run.cases,
         run.violations

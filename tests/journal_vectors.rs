@@ -89,6 +89,9 @@ fn describe(rec: &Record) -> String {
             offset,
             dropped,
         } => format!("{name} at={at} segment={segment} offset={offset} dropped={dropped}"),
+        Record::GateResult { txn, at, summary } => {
+            format!("{name} txn={txn} at={at} summary={summary:?}")
+        }
         Record::Pruned { at, reason, hashes } => format!(
             "{name} at={at} reason={reason:?} hashes=[{}]",
             hashes.iter().map(|h| hex(h)).collect::<Vec<_>>().join(",")

@@ -182,6 +182,13 @@ fn upgrade_through_the_wrapper_rehardens_every_enforced_check_with_one_restart_p
     // status names what kubeadm removed and that it was re-hardened.
     let st = node.run_text(&["status"]);
     assert!(
+        st.stdout.contains("kubeadm upgrade apply v1.33.0")
+            && st.stdout.contains("kubeadm-backup-manifests-")
+            && st.stdout.contains("re-hardened in v"),
+        "{}",
+        st.dump()
+    );
+    assert!(
         st.stdout.contains("changed outside kubeharden")
             && st.stdout.contains("--profiling=false (1.2.15)"),
         "{}",
@@ -329,18 +336,27 @@ fn no_temps(dir: &Path) -> Vec<String> {
 
 #[test]
 fn sigkill_at_each_step_of_the_wrapper_then_recover_leaves_a_consistent_state() {
-    let points = [
-        "kubeadm.locked",
-        "kubeadm.snapshot_taken",
-        "kubeadm.ran",
-        "txn.external_version_recorded",
-        "kubeadm.recorded",
-        "txn.begin_synced",
-        "replace.renamed",
-        "txn.applied_appended",
-        "kubeadm.applied",
-    ];
-    for point in points {
+    // Every kubeadm.* point the binary lists, and the transaction points around them.
+    let listed = Node::new().run_text(&["--list-crash-points"]);
+    assert_eq!(listed.code, 0, "{}", listed.dump());
+    let mut points: Vec<String> = listed
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("kubeadm."))
+        .map(String::from)
+        .collect();
+    assert!(points.len() >= 5, "{points:?}");
+    points.extend(
+        [
+            "txn.external_version_recorded",
+            "txn.begin_synced",
+            "replace.renamed",
+            "txn.applied_appended",
+        ]
+        .map(String::from),
+    );
+    for point in &points {
+        let point = point.as_str();
         let plane = Plane::new();
         let node = &plane.node;
         node.write_hardening(HARDENING);
@@ -384,6 +400,15 @@ fn sigkill_at_each_step_of_the_wrapper_then_recover_leaves_a_consistent_state() 
                 cur["hash"],
                 blake3::hash(&now).to_hex().to_string(),
                 "{point}: {file}"
+            );
+        }
+        // Killed inside the first re-hardening transaction (kube-apiserver's, before its
+        // commit): recovery (revert) put back its before content, kubeadm's output.
+        if point.starts_with("txn.") || point.starts_with("replace.") {
+            let now = std::fs::read(node.kd.manifest_path("kube-apiserver.yaml")).unwrap();
+            assert!(
+                now == kubeadm[1],
+                "{point}: kube-apiserver.yaml is not kubeadm's output after revert"
             );
         }
         assert!(

@@ -299,6 +299,7 @@ fn item5_non_root_mutating_on_node_paths_must_be_run_as_root() {
         &["remediate", "--all"],
         &["restore", "kube-apiserver.yaml", "--version", "1"],
         &["verify", "--repair"],
+        &["prune", "--keep", "1"],
     ] {
         let r = as_nobody(args);
         assert_eq!(r.code, 2, "{args:?}: {}", r.dump());
@@ -394,6 +395,12 @@ fn read_commands_work(node: &Node, state: &Path, history: &Value) {
     assert!(d.stdout.contains("--profiling=false"), "{}", d.dump());
     let s = node.run_at(state, &["-o", "json", "status"]).expect(0);
     assert_eq!(s.json()["versions"], 5, "{}", s.dump());
+    let l = node.run_at(state, &["-o", "json", "log"]).expect(0);
+    assert!(
+        l.stdout.contains("profiling"),
+        "the set's transaction: {}",
+        l.dump()
+    );
     let v = node.run_at(state, &["verify"]).expect(0);
     assert!(v.stdout.contains("checksums ok"), "{}", v.dump());
     let a = node.run_at(state, &["-o", "json", "audit"]);
@@ -412,6 +419,7 @@ fn mutating_commands_fail(node: &Node, state: &Path) {
         ][..],
         &["snapshot"],
         &["verify", "--repair"],
+        &["prune", "--keep", "1"],
     ] {
         let r = node.run_at(state, args);
         assert_eq!(r.code, io_exit(), "{args:?}: {}", r.dump());

@@ -126,6 +126,14 @@ fn apply_one(
             unprune(tx, &v.state.hash)?;
             insert_version(tx, v, stored_size)
         }
+        Record::GateResult { txn, summary, .. } => {
+            tx.prepare_cached(
+                "INSERT INTO txn_gate (txn, summary) VALUES (?1, ?2)
+                 ON CONFLICT(txn) DO UPDATE SET summary = excluded.summary",
+            )?
+            .execute(params![*txn as i64, summary])?;
+            Ok(())
+        }
         Record::Pruned { at, hashes, .. } => super::pruned::apply_pruned(tx, *at, hashes),
         Record::TruncatedTail {
             at,

@@ -39,6 +39,7 @@ CREATE INDEX IF NOT EXISTS transactions_open ON transactions (txn) WHERE status 
 CREATE TABLE IF NOT EXISTS segment_digests (
     segment INTEGER PRIMARY KEY, len INTEGER NOT NULL, hash BLOB NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS pruned (hash TEXT PRIMARY KEY, at INTEGER NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS txn_gate (txn INTEGER PRIMARY KEY, summary TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS tail_cuts (
     at INTEGER NOT NULL, segment INTEGER NOT NULL, offset INTEGER NOT NULL,
     dropped INTEGER NOT NULL) STRICT;
@@ -228,7 +229,7 @@ impl Catalog {
         self.conn
             .execute_batch(
                 "DELETE FROM versions; DELETE FROM objects; DELETE FROM transactions;
-                 DELETE FROM txn_files; DELETE FROM tail_cuts; DELETE FROM pruned; DELETE FROM segment_digests; DELETE FROM meta WHERE key <> 'schema';",
+                 DELETE FROM txn_files; DELETE FROM tail_cuts; DELETE FROM pruned; DELETE FROM txn_gate; DELETE FROM segment_digests; DELETE FROM meta WHERE key <> 'schema';",
             )
             .map_err(db_err)
     }

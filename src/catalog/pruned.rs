@@ -30,6 +30,14 @@ impl Catalog {
             .map_err(db_err)
     }
 
+    /// What the gate saw in transaction `txn` (a GATE record), if it ran.
+    pub fn txn_gate(&self, txn: crate::journal::record::TxnId) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached("SELECT summary FROM txn_gate WHERE txn = ?1")
+            .and_then(|mut s| s.query_row([txn as i64], |r| r.get(0)).optional())
+            .map_err(db_err)
+    }
+
     /// Every pruned content, as the catalog's hex.
     pub fn pruned_hashes(&self) -> Result<HashSet<String>> {
         let mut stmt = self

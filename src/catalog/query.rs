@@ -430,6 +430,7 @@ impl Catalog {
             ("txn_files", "txn, path"),
             ("tail_cuts", "segment, offset, at"),
             ("pruned", "hash"),
+            ("txn_gate", "txn"),
             ("meta", "key"),
         ] {
             let sql = format!("SELECT * FROM {table} ORDER BY {order}");

@@ -393,7 +393,10 @@ pub enum ExportCommand {
         from: Option<PathBuf>,
     },
     /// kubeadm patch files (--patches DIR) for what extraArgs cannot express.
-    Patches { dir: PathBuf },
+    Patches {
+        /// Directory to write the patch files to (created if absent).
+        dir: PathBuf,
+    },
     /// A Cluster API KubeadmControlPlane spec.kubeadmConfigSpec fragment.
     ClusterApi {
         /// Secret (key encryption-config.yaml) holding the encryption configuration.

@@ -51,6 +51,7 @@ pub fn is_mutating(cmd: &super::args::Command) -> bool {
         C::Set { dry_run, .. } | C::Remediate { dry_run, .. } | C::Restore { dry_run, .. } => {
             !dry_run
         }
+        C::Prune { dry_run, .. } => !dry_run,
         C::Snapshot { .. } | C::Recover { .. } => true,
         C::Verify { repair } => *repair,
         _ => false,

@@ -334,7 +334,7 @@ fn not_writable(paths: &StatePaths, e: std::io::Error) -> Error {
         context: format!(
             "the state directory {} cannot be written (opening its lock {}); this command \
              records a transaction and needs it writable, while the read-only commands (history, \
-             show, diff, status, verify, audit) work as they are",
+             show, diff, log, status, verify, audit) work as they are",
             paths.root.display(),
             paths.lock.display()
         ),

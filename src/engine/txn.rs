@@ -60,6 +60,10 @@ pub trait Gate {
     /// Called right before the durable write, so the gate can note what runs now.
     fn before_write(&mut self, _targets: &[GateTarget]) {}
     fn check(&mut self, targets: &[GateTarget]) -> std::result::Result<(), String>;
+    /// What the checks so far saw, one line each, for the journal (`kubeharden log`).
+    fn summary(&self) -> Option<String> {
+        None
+    }
 }
 
 fn targets<'a>(
@@ -160,6 +164,19 @@ impl Engine {
             .map_err(|e| self.explain(e, &begun))
     }
 
+    /// Journal what the gate saw (a GATE record), ahead of the terminal record whose fsync
+    /// covers it: no fsync of its own.
+    fn log_gate(&mut self, txn: TxnId, summary: Option<&str>) -> Result<()> {
+        match summary {
+            Some(s) if !s.is_empty() => self.log(Record::GateResult {
+                txn,
+                at: now_ms(),
+                summary: s.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Steps 7–10 of a transaction whose BEGIN is durable.
     fn write_gate_commit(
         &mut self,
@@ -194,7 +211,9 @@ impl Engine {
             }
         }
 
+        let gate_seen = gate.as_deref().and_then(|g| g.summary());
         let committed = (|| {
+            self.log_gate(txn, gate_seen.as_deref())?;
             for i in intents {
                 self.log_version(
                     i.path.clone(),
@@ -305,7 +324,7 @@ impl Engine {
         }
         failpoint::hit("rollback.before_written");
         if failure.is_none() && !on_disk.is_empty() {
-            if let Some(g) = gate {
+            if let Some(g) = gate.as_deref_mut() {
                 if let Err(why) = g.check(&targets(&on_disk, &before_bytes, &after_bytes)) {
                     failure = Some(format!(
                         "the previous content is back on disk, but the component did not come back healthy: {why}. Check the kubelet ('journalctl -u kubelet', 'crictl ps -a') and, if a manifest is wrong, restore it by hand: {}",
@@ -320,6 +339,7 @@ impl Engine {
         }
         let at = now_ms();
         let applied_at = applied_at.unwrap_or(at);
+        let gate_seen = gate.as_deref().and_then(|g| g.summary());
         if let Some(what) = failure {
             let msg = format!(
                 "CRITICAL: rolling back transaction {txn} (after: {reason}) failed: {what}"
@@ -327,7 +347,10 @@ impl Engine {
             // Exit 4 stands whatever the journal does now; if it cannot record this, the
             // transaction stays open and the next run's recovery retries the rollback.
             let recorded = self
-                .record_rolled_back_versions(b.kind, txn, &on_disk, at, applied_at)
+                .log_gate(txn, gate_seen.as_deref())
+                .and_then(|()| {
+                    self.record_rolled_back_versions(b.kind, txn, &on_disk, at, applied_at)
+                })
                 .and_then(|()| {
                     self.log(Record::RollbackFailed {
                         txn,
@@ -351,6 +374,7 @@ impl Engine {
                 reason,
             });
         }
+        self.log_gate(txn, gate_seen.as_deref())?;
         self.record_rolled_back_versions(b.kind, txn, &on_disk, at, applied_at)?;
         self.log(Record::RolledBack {
             txn,

@@ -202,7 +202,21 @@ pub fn patches(deltas: &[Delta]) -> Vec<(String, String)> {
     out
 }
 
-/// A JSON value as YAML text.
+/// A JSON value as YAML text; a Kubernetes-style object has `apiVersion` and `kind` first (the
+/// rest in key order), as people expect to read it.
 pub fn yaml(v: &Value) -> String {
-    serde_norway::to_string(v).unwrap_or_default()
+    let Some(obj) = v.as_object() else {
+        return serde_norway::to_string(v).unwrap_or_default();
+    };
+    let mut head = String::new();
+    let mut rest = obj.clone();
+    for k in ["apiVersion", "kind"] {
+        if let Some(x) = rest.remove(k) {
+            head.push_str(&serde_norway::to_string(&json!({ k: x })).unwrap_or_default());
+        }
+    }
+    if rest.is_empty() {
+        return head;
+    }
+    head + &serde_norway::to_string(&Value::Object(rest)).unwrap_or_default()
 }

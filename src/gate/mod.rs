@@ -159,6 +159,11 @@ impl Gate for HealthGate {
         signals::set_phase(Phase::Recording);
         result
     }
+
+    fn summary(&self) -> Option<String> {
+        let lines: Vec<String> = self.reports.iter().map(summary_line).collect();
+        (!lines.is_empty()).then(|| lines.join("\n"))
+    }
 }
 
 impl HealthGate {

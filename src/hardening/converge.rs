@@ -189,13 +189,9 @@ pub fn plan(h: &Hardening, t: &Target) -> Result<Planned> {
     })
 }
 
-/// Run the plan under the lock the caller holds.
-pub fn run(
-    engine: &mut Engine,
-    h: &Hardening,
-    t: &Target,
-    p: &Planned,
-) -> Result<remediate::Outcome> {
+/// Run the plan under the lock the caller holds. Errors are in the outcome (what committed
+/// before them, what did not start), as for remediate.
+pub fn run(engine: &mut Engine, h: &Hardening, t: &Target, p: &Planned) -> remediate::Outcome {
     let env = Env {
         kubernetes_dir: &t.kubernetes_dir,
         gate: t.gate,
@@ -208,7 +204,7 @@ pub fn run(
             format!("apply {}: ", h.path.display())
         },
     };
-    Ok(remediate::run(engine, &env, &opts, &p.plan))
+    remediate::run(engine, &env, &opts, &p.plan)
 }
 
 /// Did the run change anything on disk?

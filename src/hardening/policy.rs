@@ -186,3 +186,88 @@ impl Applied {
             .map(|(w, _)| w)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cis::{AuditOptions, BenchmarkId};
+    use std::path::{Path, PathBuf};
+
+    /// An audit of the stock kubeadm v1.30 manifests (no processes, no files).
+    fn stock() -> AuditReport {
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/manifests/kubeadm-v1.30.14");
+        let mut o = AuditOptions::new(dir, PathBuf::from("/nonexistent/kubernetes"));
+        o.processes = false;
+        o.benchmark = Some(BenchmarkId::Cis111);
+        crate::cis::run(&o).unwrap()
+    }
+
+    fn file(body: &str) -> Hardening {
+        super::super::file::parse(
+            &format!("apiVersion: kubeharden.io/v1alpha1\nkind: HardeningConfiguration\n{body}"),
+            Path::new("h.yaml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn waivers_turn_fail_into_warn_until_they_expire_and_unused_ones_are_named() {
+        let h = file(
+            "waivers:\n- check: \"1.2.15\"\n  reason: kept\n  expires: 2030-01-31\n\
+             - check: \"1.2.7\"\n  reason: never needed\n",
+        );
+        let mut r = stock();
+        assert_eq!(r.get("1.2.15").unwrap().status, Status::Fail);
+        let a = apply(&h, &mut r, "2030-01-31");
+        let c = r.get("1.2.15").unwrap();
+        assert_eq!(c.status, Status::Warn);
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n == "waived: kept (until 2030-01-31)"),
+            "{:?}",
+            c.notes
+        );
+        let states: Vec<_> = a
+            .waivers
+            .iter()
+            .map(|(w, s)| (w.check.as_str(), *s))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("1.2.15", WaiverState::Active),
+                ("1.2.7", WaiverState::Unused)
+            ]
+        );
+
+        let mut r = stock();
+        let a = apply(&h, &mut r, "2030-02-01");
+        assert_eq!(
+            r.get("1.2.15").unwrap().status,
+            Status::Fail,
+            "expired: enforced again"
+        );
+        assert_eq!(a.expired().count(), 1);
+    }
+
+    #[test]
+    fn not_enforced_checks_are_warn_and_opt_in_enforces_a_risky_one() {
+        let mut r = stock();
+        let a = apply(&Hardening::defaults(), &mut r, "2030-01-01");
+        let ids: Vec<&str> = a.not_enforced.iter().map(|(i, _)| i.as_str()).collect();
+        assert!(ids.contains(&"1.2.5"), "{ids:?}");
+        assert_eq!(r.get("1.2.5").unwrap().status, Status::Warn);
+        assert_eq!(r.get("1.2.5").unwrap().kube_bench_status, Status::Fail);
+
+        let mut r = stock();
+        apply(
+            &file("checks:\n  optIn: [\"1.2.5\"]\n  exclude: [\"1.2.15\"]\n"),
+            &mut r,
+            "2030-01-01",
+        );
+        assert_eq!(r.get("1.2.5").unwrap().status, Status::Fail, "opted in");
+        assert_eq!(r.get("1.2.15").unwrap().status, Status::Warn, "excluded");
+    }
+}

@@ -102,10 +102,11 @@ pub enum RecordType {
     Version = 9,
     TruncatedTail = 10,
     Pruned = 11,
+    GateResult = 12,
 }
 
 impl RecordType {
-    pub const ALL: [RecordType; 11] = [
+    pub const ALL: [RecordType; 12] = [
         RecordType::Begin,
         RecordType::Applied,
         RecordType::Commit,
@@ -117,6 +118,7 @@ impl RecordType {
         RecordType::Version,
         RecordType::TruncatedTail,
         RecordType::Pruned,
+        RecordType::GateResult,
     ];
 
     pub fn from_u8(b: u8) -> Option<RecordType> {
@@ -136,6 +138,7 @@ impl RecordType {
             Record::Version(_) => RecordType::Version,
             Record::TruncatedTail { .. } => RecordType::TruncatedTail,
             Record::Pruned { .. } => RecordType::Pruned,
+            Record::GateResult { .. } => RecordType::GateResult,
         }
     }
 
@@ -153,6 +156,7 @@ impl RecordType {
             RecordType::Version => "VERSION",
             RecordType::TruncatedTail => "TRUNCATED_TAIL",
             RecordType::Pruned => "PRUNED",
+            RecordType::GateResult => "GATE",
         }
     }
 }
@@ -290,7 +294,13 @@ fn encode_payload_into(rec: &Record, e: &mut Enc) {
             e.u64(*txn);
             e.i64(*at);
         }
-        Record::RolledBack { txn, at, reason } | Record::RollbackFailed { txn, at, reason } => {
+        Record::RolledBack { txn, at, reason }
+        | Record::RollbackFailed { txn, at, reason }
+        | Record::GateResult {
+            txn,
+            at,
+            summary: reason,
+        } => {
             e.u64(*txn);
             e.i64(*at);
             e.str(reason);
@@ -491,6 +501,11 @@ pub fn decode_payload(ty: u8, payload: &[u8]) -> Result<Record, &'static str> {
             offset: d.u64()?,
             dropped: d.u64()?,
         },
+        RecordType::GateResult => Record::GateResult {
+            txn: d.u64()?,
+            at: d.i64()?,
+            summary: d.str()?,
+        },
         RecordType::Pruned => {
             let at = d.i64()?;
             let reason = d.str()?;
@@ -573,6 +588,11 @@ pub(crate) mod tests {
                 reason: "--keep 3".into(),
                 hashes: vec![state(4).hash, state(5).hash],
             },
+            Record::GateResult {
+                txn: 7,
+                at: 12,
+                summary: "kube-apiserver (change) healthy: restart seen after 850 ms".into(),
+            },
         ]
     }
 
@@ -606,7 +626,7 @@ pub(crate) mod tests {
             assert_eq!(RecordType::from_u8(ty as u8), Some(ty));
         }
         assert_eq!(RecordType::from_u8(0), None);
-        assert_eq!(RecordType::from_u8(12), None);
+        assert_eq!(RecordType::from_u8(13), None);
     }
 
     #[test]

@@ -139,6 +139,13 @@ pub enum Record {
         offset: u64,
         dropped: u64,
     },
+    /// What the health gate saw, one line per check (`gate::summary_line`), written with the
+    /// transaction's COMMIT, ROLLED_BACK or ROLLBACK_FAILED (same fsync) for `log`. Not terminal.
+    GateResult {
+        txn: TxnId,
+        at: Millis,
+        summary: String,
+    },
     /// `prune` drops these objects from the store (written, and fsynced, before any is
     /// deleted). The versions whose content they are stay listed, marked pruned, until a later
     /// BEGIN or VERSION names the same content again (it is then stored again).
@@ -161,7 +168,8 @@ impl Record {
             | Record::RollbackFailed { txn, .. }
             | Record::Aborted { txn, .. }
             | Record::Reverted { txn, .. }
-            | Record::Conflict { txn, .. } => Some(*txn),
+            | Record::Conflict { txn, .. }
+            | Record::GateResult { txn, .. } => Some(*txn),
             Record::Version(v) if v.txn != 0 => Some(v.txn),
             Record::Version(_) | Record::TruncatedTail { .. } | Record::Pruned { .. } => None,
         }

@@ -28,7 +28,7 @@ pub struct ItemView {
     pub plain: bool,
 }
 
-/// The lists of the container `edit_flags` would edit (chosen the same way).
+/// The lists of the container `edit_flags` would edit (chosen the same way), those it can edit.
 pub fn lists(input: &[u8], container: Option<&str>) -> Result<Vec<ListView>, ManifestError> {
     let root = read(input)?;
     let sel = doc::select(&root, container)?;
@@ -43,7 +43,11 @@ pub fn lists(input: &[u8], container: Option<&str>) -> Result<Vec<ListView>, Man
             .and_then(|items| items.get(sel.index).copied())
             .and_then(|c| c.get(key));
         let Some(entry) = entry else { continue };
-        let loc = list_loc(&src, entry, key).map_err(|e| unsupported(&src, e))?;
+        // A list the editor could not edit (a multi-line item, an anchor) is left out: an edit
+        // that succeeds never touched it.
+        let Ok(loc) = list_loc(&src, entry, key) else {
+            continue;
+        };
         let (flow, last) = match &loc {
             ListLoc::Flow { close, .. } => (true, *close),
             ListLoc::Block { colon, items } => (false, items.last().map_or(*colon, |i| i.end)),
@@ -64,10 +68,4 @@ pub fn lists(input: &[u8], container: Option<&str>) -> Result<Vec<ListView>, Man
         });
     }
     Ok(out)
-}
-
-/// Whether a plain scalar in a flow list holding this byte could be read differently by some
-/// YAML parser (the editor quotes such items).
-pub fn is_flow_indicator(c: u8) -> bool {
-    super::render::is_flow_indicator(c)
 }

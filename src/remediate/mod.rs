@@ -473,6 +473,8 @@ fn file_fix(
     ids: &[&'static str],
     out: &mut Outcome,
 ) -> Result<()> {
+    // After a signal no further change is started (the run stops with it).
+    crate::signals::checkpoint()?;
     let observed = match engine.observe(path) {
         Ok(o) => o,
         Err(e) => {

@@ -129,6 +129,10 @@ impl Outcome {
     pub fn fate(&self, id: &str) -> CheckFate {
         if let Some(s) = &self.stopped {
             if s.checks.contains(&id) && !self.attempts.iter().any(|a| a.checks.contains(&id)) {
+                // A signal stops the run before the step: it never started.
+                if matches!(s.error, Error::Interrupted { .. }) && s.txn.is_none() {
+                    return CheckFate::NotStarted;
+                }
                 return CheckFate::Failed(s.txn, s.error.to_string());
             }
         }

@@ -283,6 +283,10 @@ impl ObjectStore {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).ctx(|| format!("removing object {}", path.display())),
         }
+        self.synced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(hash);
         let sub = self.subdir(&hash_hex(hash));
         self.fs
             .sync_dir(&sub)

@@ -50,6 +50,8 @@ pub mod rec {
     pub const CONFLICT: u8 = 8;
     pub const VERSION: u8 = 9;
     pub const TRUNCATED_TAIL: u8 = 10;
+    pub const PRUNED: u8 = 11;
+    pub const GATE: u8 = 12;
 }
 pub const SEGMENT_HEADER_LEN: usize = 16;
 /// u32 length | u8 type | 8-byte checksum.
@@ -608,7 +610,7 @@ pub fn parse_segment(bytes: &[u8], segment: u32) -> Vec<RawRecord> {
         }
         let payload = &bytes[off + RECORD_HEADER_LEN..end];
         let txn = match ty {
-            rec::BEGIN..=rec::CONFLICT if payload.len() >= 8 => Some(le_u64(payload)),
+            rec::BEGIN..=rec::CONFLICT | rec::GATE if payload.len() >= 8 => Some(le_u64(payload)),
             rec::VERSION if payload.len() >= 4 => {
                 let at = 4 + le_u32(payload) as usize + 52 + 1;
                 payload.get(at..at + 8).map(le_u64).filter(|&t| t != 0)

@@ -3,7 +3,7 @@
 //! `changed_when`/`failed_when`): `changed`, and one entry per component.
 
 use super::gated;
-use super::txn_output::txn_json;
+use super::remediate as remediate_cmd;
 use crate::cli::args::GateArgs;
 use crate::cli::context::{absolute, stop_on_conflict, Ctx};
 use crate::cli::output::{unified_diff, Outcome};
@@ -12,7 +12,6 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::hardening::converge::{self, Planned, Target};
 use crate::hardening::{file, Hardening};
-use crate::journal::record::FileState;
 use crate::remediate::{self, build, GateWithJson};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -28,11 +27,11 @@ pub fn hardening_for_apply(explicit: Option<&Path>) -> Result<Hardening> {
     match file::resolve(explicit)? {
         Some(h) => Ok(h),
         None => {
-            eprintln!(
-                "kubeharden: no hardening file at {}; applying the defaults (every automated \
+            crate::cli::output::say(format_args!(
+                "no hardening file at {}; applying the defaults (every automated \
                  check except the risky ones). 'kubeharden hardening init' writes the file",
                 file::default_path().display()
-            );
+            ));
             Ok(Hardening::defaults())
         }
     }
@@ -86,19 +85,19 @@ pub struct Converged {
 pub fn converge_locked(engine: &mut Engine, h: &Hardening, t: &Target) -> Result<Converged> {
     let p = converge::plan(h, t)?;
     for w in &p.plan.warnings {
-        eprintln!("kubeharden: warning: {w}");
+        crate::cli::output::say(format_args!("warning: {w}"));
     }
     for w in p.policy.expired() {
-        eprintln!(
-            "kubeharden: warning: the waiver of {} expired on {}; the check is enforced again",
+        crate::cli::output::say(format_args!(
+            "warning: the waiver of {} expired on {}; the check is enforced again",
             w.check,
             w.expires.as_deref().unwrap_or("")
-        );
+        ));
     }
     let out = if p.nothing_to_do() {
         remediate::Outcome::default()
     } else {
-        converge::run(engine, h, t, &p)?
+        converge::run(engine, h, t, &p)
     };
     let (after, _) = converge::audit(h, &t.manifests_dir, &t.kubernetes_dir)?;
     let still_failing: Vec<&str> = after
@@ -185,32 +184,6 @@ fn restarts(attempts: &[&remediate::Attempt]) -> usize {
         .sum()
 }
 
-fn transactions_json(out: &remediate::Outcome) -> Vec<Value> {
-    out.attempts
-        .iter()
-        .map(|t| {
-            let before = t
-                .report
-                .files
-                .first()
-                .map(|f| f.before)
-                .unwrap_or(FileState::absent());
-            let after = t.report.files.first().map(|f| f.after).unwrap_or(before);
-            let mut e = txn_json(
-                &t.report,
-                t.report.status.as_str(),
-                &t.path,
-                (&before, &after),
-                &t.flags,
-                t.gate.clone(),
-                &format!("CIS {}", t.checks.join(" ")),
-            );
-            e["checks"] = json!(t.checks);
-            e
-        })
-        .collect()
-}
-
 fn render(
     h: &Hardening,
     p: &Planned,
@@ -219,67 +192,38 @@ fn render(
     manifests_dir: &Path,
 ) -> Converged {
     let changed = converge::changed(out);
-    let code = if out.critical.is_some() {
-        4
-    } else if out.rolled_back.is_empty() {
-        0
-    } else {
-        3
-    };
+    let code = out.exit_code();
     let mut text = String::new();
-    if !changed && out.rolled_back.is_empty() && out.critical.is_none() {
+    if !changed && out.rolled_back.is_empty() && out.critical.is_none() && out.stopped.is_none() {
         text.push_str(if still.is_empty() {
             "nothing to do: the node matches the hardening file\n"
         } else {
             "nothing to do that kubeharden can do (see the notes)\n"
         });
     }
-    for t in &out.attempts {
-        text.push_str(&format!(
-            "{} {}: {} ({})\n",
-            t.report.status.as_str(),
-            t.path,
-            t.checks.join(" "),
-            if t.report.reason.is_empty() {
-                t.flags.join(" ")
-            } else {
-                t.report.reason.clone()
-            }
-        ));
-    }
-    for (id, why) in &out.rolled_back {
-        text.push_str(&format!("rolled back {id}: {why}\n"));
-    }
-    for (id, why) in &p.plan.skipped {
-        text.push_str(&format!("skipped {id}: {why}\n"));
-    }
-    for n in &out.notes {
-        text.push_str(&format!("note: {n}\n"));
+    if !p.nothing_to_do() {
+        text.push_str(&remediate_cmd::report_text(out, &p.plan));
     }
     if !still.is_empty() {
         text.push_str(&format!("still failing: {}\n", still.join(" ")));
     }
     if let Some(c) = &out.critical {
-        eprintln!("kubeharden: {c}");
+        crate::cli::output::say(c);
+    }
+    if let Some(s) = &out.stopped {
+        crate::cli::output::say(remediate_cmd::stopped_message(out, s));
     }
     text.push_str(&format!("changed: {changed}\n"));
-    let components = components_json(p, out, manifests_dir);
     let all: Vec<&remediate::Attempt> = out.attempts.iter().collect();
-    let json = json!({
-        "changed": changed,
-        "dry_run": false,
-        "file": file_json(h),
-        "benchmark": p.audit.benchmark.name(),
-        "components": components,
-        "transactions": transactions_json(out),
-        "applied": out.applied,
-        "rolled_back": out.rolled_back.iter().map(|(id, why)| json!({"check": id, "reason": why})).collect::<Vec<_>>(),
-        "skipped": p.plan.skipped.iter().map(|(id, why)| json!({"check": id, "reason": why})).collect::<Vec<_>>(),
-        "hardening": p.policy.json(),
-        "still_failing": still,
-        "notes": out.notes,
-        "restarts": restarts(&all),
-    });
+    let mut json = remediate_cmd::report_json(out, &p.plan);
+    json["changed"] = json!(changed);
+    json["dry_run"] = json!(false);
+    json["file"] = file_json(h);
+    json["benchmark"] = json!(p.audit.benchmark.name());
+    json["components"] = json!(components_json(p, out, manifests_dir));
+    json["hardening"] = p.policy.json();
+    json["still_failing"] = json!(still);
+    json["restarts"] = json!(restarts(&all));
     Converged {
         json,
         text,

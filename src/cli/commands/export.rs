@@ -244,17 +244,13 @@ fn node_files(n: &Node) -> Vec<NodeFile> {
 
 pub fn cluster_api(ctx: &Ctx, file: Option<&Path>, secret: &str) -> Result<Outcome> {
     let n = node(ctx, file)?;
-    let (hardening, hardening_path) = if n.hardening.path.as_os_str().is_empty() {
-        (
-            crate::hardening::template::defaults_text(),
-            crate::hardening::file::DEFAULT_PATH.to_string(),
-        )
+    // The machines read it from the default path, whatever this node's copy is called.
+    let hardening = if n.hardening.path.as_os_str().is_empty() {
+        crate::hardening::template::defaults_text()
     } else {
-        (
-            std::fs::read_to_string(&n.hardening.path).unwrap_or_default(),
-            n.hardening.path.display().to_string(),
-        )
+        std::fs::read_to_string(&n.hardening.path).unwrap_or_default()
     };
+    let hardening_path = crate::hardening::file::DEFAULT_PATH.to_string();
     let spec = capi::fragment(&CapiInput {
         deltas: &n.deltas,
         files: node_files(&n),

@@ -34,8 +34,9 @@ pub fn log(ctx: &Ctx, manifest: Option<&str>, txn: Option<&str>) -> Result<Outco
     let mut text = String::new();
     for t in catalog.txns(key.as_deref())? {
         let files = catalog.txn_files(t.txn)?;
-        text.push_str(&block(&t, &files));
-        entries.push(txn_json(&t, &files));
+        let seen = catalog.txn_gate(t.txn)?;
+        text.push_str(&block(&t, &files, seen.as_deref()));
+        entries.push(txn_json(&t, &files, seen.as_deref()));
     }
     if entries.is_empty() {
         text.push_str(if key.is_some() {
@@ -112,7 +113,7 @@ fn state_json(s: &FileState) -> Value {
     })
 }
 
-fn txn_json(t: &TxnRow, files: &[TxnFile]) -> Value {
+fn txn_json(t: &TxnRow, files: &[TxnFile], seen: Option<&str>) -> Value {
     json!({
         "txn": t.txn,
         "kind": t.kind,
@@ -124,14 +125,17 @@ fn txn_json(t: &TxnRow, files: &[TxnFile]) -> Value {
         "paths": files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
         "gate": {
             "summary": gate_summary(t),
+            // One line per check the gate ran (GATE record), as the command printed them.
+            "checks": seen.map(|s| s.lines().collect::<Vec<_>>()).unwrap_or_default(),
             "detail": t.detail,
             "ms_after_write": t.applied_at.zip(t.ended_at).map(|(a, e)| e - a),
         },
     })
 }
 
-/// One transaction as a block of the text log.
-fn block(t: &TxnRow, files: &[TxnFile]) -> String {
+/// One transaction as a block of the text log: what the gate saw (when it ran), then the
+/// outcome.
+fn block(t: &TxnRow, files: &[TxnFile], seen: Option<&str>) -> String {
     let mut s = format!(
         "transaction {}  {}  {}  {}\n",
         t.txn,
@@ -145,7 +149,10 @@ fn block(t: &TxnRow, files: &[TxnFile]) -> String {
     for f in files {
         s.push_str(&format!("  file:   {}\n", f.path));
     }
-    s.push_str(&format!("  gate:   {}\n\n", gate_summary(t)));
+    for line in seen.into_iter().flat_map(str::lines) {
+        s.push_str(&format!("  gate:   {line}\n"));
+    }
+    s.push_str(&format!("  result: {}\n\n", gate_summary(t)));
     s
 }
 
@@ -172,7 +179,8 @@ fn side(
 /// `log --txn N`: the transaction, each file's metadata change and diff, the gate's result.
 fn one(catalog: &Catalog, store: &ObjectStore, t: &TxnRow) -> Result<Outcome> {
     let files = catalog.txn_files(t.txn)?;
-    let mut text = block(t, &files);
+    let seen = catalog.txn_gate(t.txn)?;
+    let mut text = block(t, &files, seen.as_deref());
     text.pop(); // the blank line that separates blocks
     if let Some(d) = &t.detail {
         text.push_str(&format!("  detail: {}\n", d.replace('\n', "\n          ")));
@@ -213,7 +221,7 @@ fn one(catalog: &Catalog, store: &ObjectStore, t: &TxnRow) -> Result<Outcome> {
         }
         json_files.push(entry);
     }
-    let mut json = txn_json(t, &files);
+    let mut json = txn_json(t, &files, seen.as_deref());
     json["files"] = json!(json_files);
     Ok(Outcome::new(json!({ "transaction": json }), text))
 }

@@ -66,7 +66,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
     );
     let mut entry = entry;
     entry["metadata"] = meta_change(&before, &row.state).1;
-    let mut text = summary(&report, &key);
+    let mut text = summary(&report, &key) + &gate_summary;
     // A restore puts the version's mode and owner back too: say so, a chmod undone is a change.
     if report.status != TxnStatus::Noop {
         let (lines, _) = meta_change(&before, &row.state);
@@ -79,7 +79,6 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<Outcome> {
             text.push_str(&format!("{key}: {l} ({verb})\n"));
         }
     }
-    text.push_str(&gate_summary);
     Ok(outcome(vec![entry], text, exit_code(report.status)))
 }
 

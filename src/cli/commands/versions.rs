@@ -158,9 +158,6 @@ pub fn history(ctx: &Ctx, manifest: Option<&str>) -> Result<Outcome> {
                 Ok(())
             })?;
     }
-    // One block per file: the catalog lists every file's versions by time when no file is
-    // named. The sort is stable, so each file's versions stay in their order.
-    rows.sort_by(|a, b| a.path.cmp(&b.path));
     for r in rows.iter_mut().filter(|r| r.on_disk_until.is_none()) {
         r.disk = on_disk(ctx, &r.path, &r.hash_hex, (r.mode, r.uid, r.gid));
     }
@@ -279,7 +276,6 @@ impl Serialize for Rows<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(|r| {
             let mut j = r.view().json();
-            j.on_disk_now = r.disk.json();
             j.pruned = r.pruned;
             j
         }))
@@ -300,8 +296,12 @@ impl Body for History {
     }
 
     fn write_text(&self, out: &mut Out<'_>) -> io::Result<()> {
+        // One block per file (the JSON keeps cli.md's order: every version, oldest first). The
+        // sort is stable, so each file's versions stay in their order.
+        let mut rows: Vec<&HistRow> = self.rows.iter().collect();
+        rows.sort_by(|a, b| a.path.cmp(&b.path));
         let mut current: Option<&str> = None;
-        for r in &self.rows {
+        for r in rows {
             if current != Some(&*r.path) {
                 if current.is_some() {
                     out.write_all(b"\n")?;
