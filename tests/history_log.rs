@@ -409,3 +409,24 @@ fn log_txn_shows_one_transaction_with_its_diffs_and_gate_result() {
     let out = node.run(&["log", "--txn", "x"]);
     assert_eq!(out.code(), Some(2), "{}", out.describe());
 }
+
+#[test]
+fn item7_remediate_dry_run_shows_mode_and_owner_changes() {
+    let node = Node::new();
+    let before = node.durable_fingerprint();
+    let out = node
+        .ok(&["remediate", "--check", "1.1.5,1.1.6", "--dry-run"])
+        .stdout_text();
+    let key = node.path(SCHEDULER).display().to_string();
+    assert!(out.contains(&format!("{key}: mode: 0640 -> 0600")), "{out}");
+    assert!(
+        out.contains(&format!("{key}: owner: {UID}:{GID} -> 0:0")),
+        "{out}"
+    );
+    assert_eq!(
+        node.durable_fingerprint(),
+        before,
+        "a dry run changes nothing"
+    );
+    assert_eq!(meta_of(&node.path(SCHEDULER)), (MODE, UID, GID));
+}

@@ -439,3 +439,49 @@ fn sigkill_at_each_step_of_the_wrapper_then_recover_leaves_a_consistent_state() 
         assert_enforced_pass(node, point);
     }
 }
+
+#[test]
+fn the_wrapper_refuses_bad_input_before_kubeadm_runs() {
+    let plane = Plane::new();
+    let node = &plane.node;
+    let before: Vec<String> = PODS
+        .iter()
+        .map(|p| node.read(&format!("{p}.yaml")))
+        .collect();
+    // No kubeadm arguments.
+    let r = node.run(&["kubeadm", "--no-health-gate"]);
+    assert_eq!(r.code, 2, "{}", r.dump());
+    // kubeadm not found.
+    let r = node.run(&[
+        "kubeadm",
+        "--kubeadm",
+        "/nonexistent/kubeadm",
+        "--no-health-gate",
+        "--",
+        "upgrade",
+        "node",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.dump());
+    assert!(
+        r.stderr.contains("cannot run /nonexistent/kubeadm"),
+        "{}",
+        r.dump()
+    );
+    // A bad hardening file: refused before the lock, the snapshot and kubeadm.
+    node.write_hardening("bogus: 1\n");
+    let new = plane.v133();
+    let r = node.run_cmd(wrapper(
+        node,
+        new.path(),
+        &["--no-health-gate"],
+        &[("KUBEADM_STANDIN_WAIT_SECS", "0")],
+    ));
+    assert_eq!(r.code, 2, "{}", r.dump());
+    assert!(r.stderr.contains("hardening.yaml:3:"), "{}", r.dump());
+    let after: Vec<String> = PODS
+        .iter()
+        .map(|p| node.read(&format!("{p}.yaml")))
+        .collect();
+    assert_eq!(before, after, "kubeadm did not run");
+    assert!(!node.kd.path("tmp").exists(), "no kubeadm backup dir");
+}

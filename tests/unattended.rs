@@ -392,3 +392,25 @@ fn systemd_units_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The drift unit's `--reason` is kept with the versions it recorded (the side log `status`
+/// reads), and only for those: an unchanged file gets no reason.
+#[test]
+fn snapshot_reason_is_kept_for_the_versions_it_recorded() {
+    let node = Node::new();
+    node.ok(&["snapshot"]);
+    node.append_line(APISERVER, "# hand edit");
+    node.ok(&["snapshot", "--reason", "changed outside kubeharden"]);
+    let log = std::fs::read_to_string(node.state.join("external-reasons.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert_eq!(lines[0]["reason"], "changed outside kubeharden");
+    assert_eq!(lines[0]["version"], 2);
+    assert!(
+        lines[0]["path"].as_str().unwrap().ends_with(APISERVER),
+        "{log}"
+    );
+}

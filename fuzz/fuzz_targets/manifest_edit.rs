@@ -12,6 +12,17 @@
 //! (bit 2); then per edit a kind/name byte, a length byte L and L bytes of value; the rest is
 //! the manifest. The seed corpus `fuzz/corpus/manifest_edit/` holds the reference manifests
 //! (`tests/data/manifests`) behind such headers; `fuzz/make_manifest_corpus.sh` rebuilds it.
+//!
+//! Run: `cargo fuzz run manifest_edit fuzz/target/corpus-work fuzz/corpus/manifest_edit`
+//! (new inputs go to the first directory, the checked-in seeds stay as they are), or without
+//! cargo-fuzz, from `fuzz/`: `RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module
+//! -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters
+//! -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares"
+//! cargo +nightly build --release --target x86_64-unknown-linux-gnu --bin manifest_edit`, then
+//! `target/x86_64-unknown-linux-gnu/release/manifest_edit target/corpus-work corpus/manifest_edit
+//! -max_total_time=120`. Measured so: 723,357 runs in 121 s on a loaded 2-core machine, no
+//! failure (the oracle's first run found its own false alarm, a multi-line `args` item the
+//! editor leaves alone, since fixed).
 
 #![no_main]
 

@@ -354,12 +354,14 @@ pub enum Command {
     },
     /// Shell completion script on stdout (source it, or save it in the shell's completion dir).
     Completion {
+        /// The shell to complete for: bash, zsh or fish.
         #[arg(value_enum)]
         shell: CompletionShell,
     },
     /// Write kubeharden(1) and a page per subcommand into DIR (packaging).
     #[command(hide = true)]
     Man {
+        /// Folder to write the pages into (created if absent).
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },

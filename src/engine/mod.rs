@@ -4,12 +4,9 @@
 pub mod observe;
 pub mod recovery;
 pub mod replace;
+mod rewrite;
 pub mod state;
 mod tail_cut;
-
-/// The end of the last segment a run noted for rewriting and may not have finished (`STATE/tail-rewrite`):
-/// segment, offset, bytes. The journal as the next start reads it has these bytes at that offset.
-pub use tail_cut::pending_rewrite;
 pub mod txn;
 
 use crate::catalog::{Catalog, Checkpoint};
@@ -44,6 +41,8 @@ pub struct Unrecovered {
     digests: Vec<wal::SegmentDigest>,
     /// The caller holds the lock: a damaged catalog file may be rebuilt in place.
     writable: bool,
+    /// The last segment was rewritten by this run (its records are durable).
+    rewritten: bool,
 }
 
 /// Said when the catalog file cannot be used this run.
@@ -200,10 +199,6 @@ impl Unrecovered {
         mut catalog: Catalog,
         writable: bool,
     ) -> Result<Unrecovered> {
-        if writable {
-            // A rewrite of the journal's end that a previous run was cut off in.
-            tail_cut::finish_rewrite(fs.as_ref(), &paths.root, &paths.journal)?;
-        }
         let store = ObjectStore::new(fs.clone(), paths.objects.clone());
         let facts = match CatalogFacts::of(&catalog) {
             Ok(f) => f,
@@ -241,6 +236,7 @@ impl Unrecovered {
             torn: scan.torn,
             digests: scan.digests,
             writable,
+            rewritten: false,
         };
         if stale && in_memory {
             un.catch_up_catalog()?;
@@ -281,6 +277,16 @@ impl Unrecovered {
         Ok(())
     }
 
+    /// Whether records no run indexed sit in the last segment, where a previous run's failed
+    /// fsync may have left them readable but never durable (see `rewrite.rs`).
+    fn unindexed_in_last_segment(&self) -> bool {
+        !self.rewritten
+            && self
+                .pending
+                .iter()
+                .any(|r| r.pos.segment == self.scan_end.segment)
+    }
+
     /// Apply the pending records and the checked digests to the catalog (catalog work only).
     fn index_pending(&mut self) -> Result<()> {
         let store = &self.store;
@@ -301,6 +307,18 @@ impl Unrecovered {
     /// file is damaged and the lock is held, else in memory): it is a cache, never the reason
     /// a command fails.
     pub fn catch_up_or_fall_back(&mut self) -> Result<()> {
+        if self.unindexed_in_last_segment() {
+            // Not durable for sure until a mutating run rewrites them: a reader indexes them
+            // in memory only, and leaves the catalog file to that run.
+            drop(std::mem::replace(
+                &mut self.catalog,
+                Catalog::open_in_memory()?,
+            ));
+            self.catalog = rebuilt_catalog(self.fs.as_ref(), &self.paths, &self.store, None)?;
+            self.pending.clear();
+            self.digests.clear();
+            return Ok(());
+        }
         // A journal that cannot be made durable is an error; only the catalog falls back.
         self.sync_pending()?;
         let Err(e) = self.index_pending() else {
@@ -333,8 +351,13 @@ impl Unrecovered {
 
     /// Cut a torn tail (recording that it did) and open the journal for appending.
     fn into_engine(mut self) -> Result<(Engine, Option<wal::TornTail>)> {
-        // Where the records no run indexed start: possibly not durable (see tail_cut::rewrite).
-        let unindexed = self.pending.first().map(|l| l.pos);
+        if self.unindexed_in_last_segment() && self.torn.is_none() {
+            // Made durable for sure before the catalog or an append trusts them. A failure
+            // here is an error: after the rename, only a durable directory keeps the segment.
+            let (root, journal) = (&self.paths.root, &self.paths.journal);
+            rewrite::rewrite_last_segment(self.fs.as_ref(), root, journal, self.scan_end)?;
+            self.rewritten = true;
+        }
         self.catch_up_or_fall_back()?;
         crate::failpoint::hit("recover.catalog_caught_up");
         let mut end = self.scan_end;
@@ -350,17 +373,6 @@ impl Unrecovered {
             Some(t) => Some(t),
             None => tail_cut::read(self.fs.as_ref(), &marker)?,
         };
-        if let Some(p) = unindexed.filter(|p| p.segment <= end.segment) {
-            let from = if p.segment == end.segment {
-                p.offset
-            } else {
-                SEGMENT_HEADER_LEN as u64
-            };
-            if from < end.offset {
-                let seg = self.paths.journal.join(wal::segment_name(end.segment));
-                tail_cut::rewrite(self.fs.as_ref(), &self.paths.root, &seg, end.segment, from)?;
-            }
-        }
         let journal = Journal::open_at(self.fs.clone(), self.paths.journal.clone(), end)?;
         let mut engine = Engine {
             fs: self.fs,

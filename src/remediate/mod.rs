@@ -389,7 +389,7 @@ pub fn apply_batch_with(
     Ok(())
 }
 
-fn owner_ids(owner: &str) -> std::result::Result<(u32, u32), String> {
+pub(crate) fn owner_ids(owner: &str) -> std::result::Result<(u32, u32), String> {
     let (u, g) = owner.split_once(':').unwrap_or((owner, owner));
     let uid = nix::unistd::User::from_name(u)
         .ok()

@@ -276,11 +276,6 @@ pub struct Facts {
 }
 
 pub fn journal_facts(fs: &dyn Fs) -> Result<Facts, String> {
-    let view = with_pending_rewrite(fs)?;
-    let fs: &dyn Fs = match &view {
-        Some(v) => v,
-        None => fs,
-    };
     let scan = wal::scan_from(fs, &paths().journal, journal_start()).map_err(|e| e.to_string())?;
     let mut fate = Fate::NotBegun;
     for r in &scan.records {
@@ -304,30 +299,6 @@ pub fn journal_facts(fs: &dyn Fs) -> Result<Facts, String> {
         torn: scan.torn,
         records: scan.records,
     })
-}
-
-/// The journal as the next start reads it: with a rewrite of its end that a run noted
-/// (`STATE/tail-rewrite`) and may not have finished applied, in a copy.
-fn with_pending_rewrite(fs: &dyn Fs) -> Result<Option<SimFs>, String> {
-    let Some((n, from, tail)) =
-        kubeharden::engine::pending_rewrite(fs, Path::new(STATE)).map_err(|e| e.to_string())?
-    else {
-        return Ok(None);
-    };
-    let dir = paths().journal;
-    let copy = SimFs::new();
-    copy.mkdir_p(&dir, 0o700).map_err(|e| e.to_string())?;
-    for seg in wal::segment_numbers(fs, &dir).map_err(|e| e.to_string())? {
-        let p = dir.join(wal::segment_name(seg));
-        let mut bytes = fs.read(&p).map_err(|e| e.to_string())?;
-        if seg == n {
-            bytes.truncate(from as usize);
-            bytes.extend_from_slice(&tail);
-        }
-        copy.write_file_durable(&p, &bytes, 0o600, 0, 0)
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(Some(copy))
 }
 
 pub fn rebuilt_catalog(

@@ -192,5 +192,13 @@ journalctl -b --no-pager -p crit -u kubeharden-recover.service | tail -n 2
 rm -rf /var/lib/kubeharden
 cp -a /tmp/state-backup /var/lib/kubeharden
 if kubeharden verify >/dev/null; then ok "state restored"; else bad "state not restored"; fi
+# The timer goes on after a failed run: the next one succeeds on the restored state.
+failed_at=$(date +%s)
+timer_ran_ok() {
+  journalctl -b --no-pager --since "@$failed_at" -u kubeharden-recover.service |
+    grep -q 'nothing to recover'
+}
+wait_for 90 timer_ran_ok && ok "the timer ran the recovery again after the failed run" ||
+  bad "no recovery run after the failed one"
 
 finish

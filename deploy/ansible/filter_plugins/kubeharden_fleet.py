@@ -33,12 +33,21 @@ def kubeharden_rollback_reason(result, stderr=""):
             ids = [a.get("check", a) if isinstance(a, dict) else a for a in committed]
             msg += " (committed: %s)" % ", ".join(str(i) for i in ids)
         return msg
-    return result.get("error") or (stderr or "").strip() or "no reason given"
+    return kubeharden_message(result, stderr)
 
 
-def kubeharden_critical(stderr):
-    """kubeharden's CRITICAL message (with the commands to run by hand) out of its stderr,
-    without the warnings before it; all of stderr when there is no such line."""
+def kubeharden_message(result, stderr=""):
+    """What kubeharden said went wrong: apply's JSON `critical` (the rollback that failed, with
+    the commands to run by hand), else its `error` (a string, or an object with `message`),
+    else its stderr from the first CRITICAL line on, else all of its stderr."""
+    result = result if isinstance(result, dict) else {}
+    if result.get("critical"):
+        return str(result["critical"])
+    err = result.get("error")
+    if isinstance(err, dict) and (err.get("message") or err.get("cause")):
+        return str(err.get("message") or err.get("cause"))
+    if isinstance(err, str) and err:
+        return err
     lines = (stderr or "").splitlines()
     for i, line in enumerate(lines):
         if "CRITICAL" in line:
@@ -103,7 +112,7 @@ class FilterModule(object):
         return {
             "kubeharden_apply_summary": kubeharden_apply_summary,
             "kubeharden_rollback_reason": kubeharden_rollback_reason,
-            "kubeharden_critical": kubeharden_critical,
+            "kubeharden_message": kubeharden_message,
             "kubeharden_fleet_summary": kubeharden_fleet_summary,
             "kubeharden_fleet_junit": kubeharden_fleet_junit,
         }

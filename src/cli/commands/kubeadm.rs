@@ -58,6 +58,76 @@ fn manifests(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
+type Recorded = (String, u64, String, Origin);
+
+/// Record what kubeadm wrote as versions, and their reason in `external-reasons.jsonl`.
+fn record_writes(
+    engine: &mut Engine,
+    dir: &Path,
+    root: &Path,
+    reason: &str,
+) -> Result<Vec<Recorded>> {
+    let written = record_all(engine, dir)?;
+    let now = crate::engine::now_ms();
+    let reasons: Vec<Reason> = written
+        .iter()
+        .map(|(path, version, hash, _)| Reason {
+            path: path.clone(),
+            version: *version,
+            hash: hash.clone(),
+            reason: reason.to_string(),
+            at_ms: now,
+        })
+        .collect();
+    external::append(root, &reasons)?;
+    Ok(written)
+}
+
+/// What the kubeadm step did, for the report.
+struct Ran<'a> {
+    args: &'a [String],
+    status: ExitStatus,
+    wall_ms: u64,
+    backup_dirs: Vec<PathBuf>,
+    snapshot: Vec<Recorded>,
+    written: Vec<Recorded>,
+    reason: String,
+}
+
+impl Ran<'_> {
+    fn report(&self) -> (Value, String) {
+        let origin = |o: &Origin| crate::catalog::origin_name(*o);
+        let j = json!({
+            "kubeadm": {
+                "command": self.args, "status": status_json(&self.status), "wall_ms": self.wall_ms,
+                "backup_dirs": self.backup_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
+                "snapshot": self.snapshot.iter().map(|(p, v, _, o)| json!({"path": p, "version": v, "origin": origin(o)})).collect::<Vec<_>>(),
+                "recorded": self.written.iter().map(|(p, v, hash, o)| json!({"path": p, "version": v, "hash": hash, "origin": origin(o), "reason": self.reason})).collect::<Vec<_>>(),
+            },
+            "apply": null,
+        });
+        let written = if self.written.is_empty() {
+            "nothing (kubeadm changed no manifest)".to_string()
+        } else {
+            self.written
+                .iter()
+                .map(|(p, v, _, _)| format!("{p} v{v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let text = format!(
+            "kubeadm: {} ({})\nrecorded as external: {written}\n",
+            if self.status.success() {
+                "succeeded"
+            } else {
+                "FAILED"
+            },
+            self.status,
+        );
+        (j, text)
+    }
+}
+
 /// kubeadm's backup dirs under `<kubernetes-dir>/tmp`.
 pub fn backup_dirs(kubernetes_dir: &Path) -> BTreeSet<PathBuf> {
     std::fs::read_dir(kubernetes_dir.join("tmp"))
@@ -75,7 +145,7 @@ pub fn backup_dirs(kubernetes_dir: &Path) -> BTreeSet<PathBuf> {
 }
 
 /// Record every manifest that differs from its last version; returns (path, version, origin).
-fn record_all(engine: &mut Engine, dir: &Path) -> Result<Vec<(String, u64, String, Origin)>> {
+fn record_all(engine: &mut Engine, dir: &Path) -> Result<Vec<Recorded>> {
     let mut out = Vec::new();
     for p in manifests(dir)? {
         let o = engine.observe(&p)?;
@@ -109,6 +179,29 @@ fn run_kubeadm(bin: &Path, args: &[String], json: bool) -> Result<ExitStatus> {
     })
 }
 
+/// The kubeadm binary, found before anything is locked or recorded: a path, or a name on PATH.
+fn resolve_bin(bin: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if bin.components().count() > 1 {
+        runnable(bin).then(|| bin.to_path_buf())
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(bin))
+                .find(|p| runnable(p))
+        })
+    };
+    found.ok_or_else(|| {
+        Error::usage(format!(
+            "cannot run {}: not found or not executable; nothing was changed (give --kubeadm PATH)",
+            bin.display()
+        ))
+    })
+}
+
 fn status_json(s: &ExitStatus) -> Value {
     use std::os::unix::process::ExitStatusExt;
     json!({"exit_code": s.code(), "signal": s.signal(), "success": s.success()})
@@ -126,6 +219,7 @@ pub fn kubeadm(ctx: &Ctx, a: KubeadmArgs) -> Result<Outcome> {
     let bin = a
         .kubeadm
         .map_or_else(|| PathBuf::from("kubeadm"), Path::to_path_buf);
+    let bin = resolve_bin(&bin)?;
     let kd = absolute(&ctx.global.kubernetes_dir)?;
     let md = ctx.manifests_dir()?;
     let mut locked = ctx.open_mutating()?;
@@ -152,47 +246,18 @@ pub fn kubeadm(ctx: &Ctx, a: KubeadmArgs) -> Result<Outcome> {
             .last()
             .map_or_else(|| "none".to_string(), |d| d.display().to_string())
     );
-    let written = record_all(&mut locked.engine, &md)?;
-    let now = crate::engine::now_ms();
-    let reasons: Vec<Reason> = written
-        .iter()
-        .map(|(path, version, hash, _)| Reason {
-            path: path.clone(),
-            version: *version,
-            hash: hash.clone(),
-            reason: reason.clone(),
-            at_ms: now,
-        })
-        .collect();
-    external::append(&ctx.paths.root, &reasons)?;
+    let written = record_writes(&mut locked.engine, &md, &ctx.paths.root, &reason)?;
     failpoint::hit("kubeadm.recorded");
-    let mut j = json!({
-        "kubeadm": {
-            "command": a.args, "status": status_json(&status), "wall_ms": kubeadm_ms,
-            "backup_dirs": new_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
-            "snapshot": snapshot.iter().map(|(p, v, _, o)| json!({"path": p, "version": v, "origin": crate::catalog::origin_name(*o)})).collect::<Vec<_>>(),
-            "recorded": written.iter().map(|(p, v, hash, o)| json!({"path": p, "version": v, "hash": hash, "origin": crate::catalog::origin_name(*o), "reason": reason})).collect::<Vec<_>>(),
-        },
-        "apply": null,
-    });
-    let mut text = format!(
-        "kubeadm: {} ({})\nrecorded as external: {}\n",
-        if status.success() {
-            "succeeded"
-        } else {
-            "FAILED"
-        },
+    let ran = Ran {
+        args: a.args,
         status,
-        if written.is_empty() {
-            "nothing (kubeadm changed no manifest)".to_string()
-        } else {
-            written
-                .iter()
-                .map(|(p, v, _, _)| format!("{p} v{v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    );
+        wall_ms: kubeadm_ms,
+        backup_dirs: new_dirs,
+        snapshot,
+        written,
+        reason,
+    };
+    let (mut j, mut text) = ran.report();
     if !status.success() {
         drop(locked);
         text.push_str("nothing applied: kubeadm failed (its backups are its own business)\n");

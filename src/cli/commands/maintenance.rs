@@ -89,11 +89,35 @@ pub fn snapshot(ctx: &Ctx, manifests: &[String], reason: &str) -> Result<Outcome
             entries.len()
         ));
     }
+    if !reason.is_empty() {
+        keep_reason(ctx, &entries, reason);
+    }
     let mut doc = json!({ "snapshot": entries });
     if !reason.is_empty() {
         doc["reason"] = json!(reason);
     }
     Ok(Outcome::new(doc, text))
+}
+
+/// The journal's VERSION records carry no reason: `--reason` goes to the same side log the
+/// kubeadm wrapper keeps (`external-reasons.jsonl`), which `status` reads. A note for people,
+/// so failing to write it is a warning, never a failed snapshot.
+fn keep_reason(ctx: &Ctx, entries: &[Value], reason: &str) {
+    let now = crate::engine::now_ms();
+    let reasons: Vec<crate::hardening::external::Reason> = entries
+        .iter()
+        .filter(|e| e["recorded"] == true)
+        .map(|e| crate::hardening::external::Reason {
+            path: e["path"].as_str().unwrap_or_default().to_string(),
+            version: e["version"].as_u64().unwrap_or_default(),
+            hash: e["hash"].as_str().unwrap_or_default().to_string(),
+            reason: reason.to_string(),
+            at_ms: now,
+        })
+        .collect();
+    if let Err(e) = crate::hardening::external::append(&ctx.paths.root, &reasons) {
+        crate::cli::output::warn(format_args!("the reason was not kept: {e}"));
+    }
 }
 
 pub fn recover(ctx: &Ctx, policy: Policy, gate: &crate::cli::args::GateArgs) -> Result<Outcome> {

@@ -102,6 +102,11 @@ fn dry_run(ctx: &Ctx, plan: &Plan) -> Result<Outcome> {
                 .collect::<Vec<_>>()
                 .join(" ")
         ));
+        for t in &i.targets {
+            for l in file_fix_preview(ctx, t, i.fix) {
+                text.push_str(&format!("#   {}: {l}\n", t.display()));
+            }
+        }
     }
     for (id, why) in &plan.skipped {
         text.push_str(&format!("# skipped {id}: {why}\n"));
@@ -349,4 +354,32 @@ pub fn report_text(out: &remediate::Outcome, plan: &Plan) -> String {
         text.push_str(&format!("error: {}\n", stopped_message(out, s)));
     }
     text
+}
+
+/// What a chmod/chown fix would change on `path`, as `diff` shows it (`mode: 0644 -> 0600`);
+/// nothing when it is already so, or the file cannot be looked at.
+fn file_fix_preview(ctx: &Ctx, path: &Path, fix: &[cis::Remediation]) -> Vec<String> {
+    let Ok(m) = ctx.fs.metadata(path) else {
+        return Vec::new();
+    };
+    let before = crate::journal::record::FileState {
+        hash: [0; 32],
+        size: 0,
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+    };
+    let mut after = before;
+    for f in fix {
+        match f {
+            cis::Remediation::Chmod { mode } => after.mode &= mode,
+            cis::Remediation::Chown { owner } => {
+                if let Ok((u, g)) = remediate::owner_ids(owner) {
+                    (after.uid, after.gid) = (u, g);
+                }
+            }
+            _ => {}
+        }
+    }
+    super::versions::meta_change(&before, &after).0
 }
