@@ -628,3 +628,42 @@ fn item9_io_error_in_a_manifests_dir_is_exit_7_not_2() {
         "--no-health-gate",
     ]);
 }
+
+/// `println!`/`eprintln!` panic when their stream cannot be written: the sources use
+/// `cli::output::{say, warn, print_out}` instead (item 6). Keeps new code from bringing them
+/// back.
+#[test]
+fn item6_no_panicking_print_macros_in_the_sources() {
+    fn walk(dir: &Path, found: &mut Vec<String>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, found);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = fs::read_to_string(&p).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    let code = line.trim_start();
+                    if code.starts_with("//") {
+                        continue;
+                    }
+                    if ["println!(", "eprintln!(", "print!(", "eprint!("]
+                        .iter()
+                        .any(|m| code.contains(m))
+                    {
+                        found.push(format!("{}:{}: {code}", p.display(), n + 1));
+                    }
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut found,
+    );
+    assert!(
+        found.is_empty(),
+        "panicking print macros:\n{}",
+        found.join("\n")
+    );
+}

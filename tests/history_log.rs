@@ -111,17 +111,18 @@ fn item7_history_header_aligned() {
 fn item7_history_current_only_when_the_disk_matches() {
     let node = Node::new();
     node.ok(&["snapshot"]);
-    let until = |v: &serde_json::Value| (v["on_disk_until"].clone(), v["on_disk_now"].clone());
     let last = |node: &Node| node.history(Some(SCHEDULER)).last().unwrap().clone();
     assert!(history_text(&node, Some(SCHEDULER)).contains("(current)"));
-    assert_eq!(until(&last(&node)), (serde_json::Value::Null, true.into()));
+    // The JSON is the catalog's alone (cli.md): on_disk_until null for the last version.
+    assert!(last(&node)["on_disk_until"].is_null());
     // Content changed behind the tool's back.
     let original = node.read(SCHEDULER);
     node.edit_externally(SCHEDULER, b"# not a manifest any more\n");
     let text = history_text(&node, Some(SCHEDULER));
     assert!(text.contains("(changed on disk since)"), "{text}");
     assert!(!text.contains("(current)"), "{text}");
-    assert_eq!(last(&node)["on_disk_now"], false);
+    assert!(last(&node)["on_disk_until"].is_null());
+    assert_eq!(node.json(&["status"])["drift"][0]["state"], "changed");
     // Only the mode changed: still not what the version says.
     node.edit_externally(SCHEDULER, &original);
     assert!(history_text(&node, Some(SCHEDULER)).contains("(current)"));

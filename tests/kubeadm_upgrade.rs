@@ -402,6 +402,15 @@ fn sigkill_at_each_step_of_the_wrapper_then_recover_leaves_a_consistent_state() 
                 "{point}: {file}"
             );
         }
+        // Killed inside the first re-hardening transaction (kube-apiserver's, before its
+        // commit): recovery (revert) put back its before content, kubeadm's output.
+        if point.starts_with("txn.") || point.starts_with("replace.") {
+            let now = std::fs::read(node.kd.manifest_path("kube-apiserver.yaml")).unwrap();
+            assert!(
+                now == kubeadm[1],
+                "{point}: kube-apiserver.yaml is not kubeadm's output after revert"
+            );
+        }
         assert!(
             no_temps(&node.kd.manifests()).is_empty(),
             "{point}: temps left"

@@ -199,8 +199,13 @@ fn noop_recover_and_snapshot_write_and_sync_nothing() {
     }
     // The same command still records a change from outside: the no-op path is not blind.
     node.append_line(APISERVER, "# edited by hand");
-    let out = node.ok(&["snapshot", "--lock-timeout", "0"]).stdout_text();
-    assert!(out.contains("external"), "hand edit not recorded: {out}");
+    let out = node
+        .ok(&["snapshot", "--lock-timeout", "0", "--reason", "by hand"])
+        .stdout_text();
+    assert!(
+        out.contains("external") && out.contains("(by hand)"),
+        "hand edit not recorded with its reason: {out}"
+    );
 }
 
 /// The drift unit's snapshot runs with --lock-timeout 0: while a kubeharden holds the lock it

@@ -15,8 +15,8 @@ use kubeharden::journal::format::{
 use kubeharden::journal::reader::{
     check_segment_header, decode_segment, HeaderProblem, ReadOutcome, SegmentReader,
 };
-use naive::Verdict;
 use libfuzzer_sys::fuzz_target;
+use naive::Verdict;
 
 fn read_all(bytes: &[u8], start: u64) {
     let mut reader = SegmentReader::new(bytes, start);
@@ -58,10 +58,18 @@ fn real_frames(bytes: &[u8], start: usize) -> Verdict {
             Ok(ReadOutcome::Record(d)) => ends.push((d.offset + d.len) as usize),
             Ok(ReadOutcome::End) => return Verdict::Clean { ends },
             Ok(ReadOutcome::TornTail { offset, reason, .. }) => {
-                return Verdict::Torn { ends, offset: offset as usize, reason }
+                return Verdict::Torn {
+                    ends,
+                    offset: offset as usize,
+                    reason,
+                }
             }
             Err(c) => {
-                return Verdict::Corrupt { ends, offset: c.offset as usize, reason: c.reason }
+                return Verdict::Corrupt {
+                    ends,
+                    offset: c.offset as usize,
+                    reason: c.reason,
+                }
             }
         }
     }
@@ -84,7 +92,11 @@ fn oracle(data: &[u8]) {
     }
     for start in [0, SEGMENT_HEADER_LEN] {
         if start <= data.len() {
-            assert_eq!(real_frames(data, start), naive::frames(data, start), "frames from {start}");
+            assert_eq!(
+                real_frames(data, start),
+                naive::frames(data, start),
+                "frames from {start}"
+            );
         }
     }
     assert_eq!(real_segment(data, 1), naive::segment(data, 1), "segment 1");

@@ -155,7 +155,11 @@ fn expected(segs: &[Option<Vec<u8>>], ck: Option<Position>) -> Result<(Position,
         offset: SEGMENT_HEADER_LEN as u64,
     };
     // Numbered consecutively from 00000001.wal.
-    if present.iter().enumerate().any(|(i, (n, _))| *n != i as u32 + 1) {
+    if present
+        .iter()
+        .enumerate()
+        .any(|(i, (n, _))| *n != i as u32 + 1)
+    {
         return Err(());
     }
     let mut count = 0;
@@ -192,7 +196,11 @@ fuzz_target!(|data: &[u8]| {
     for m in muts.chunks_exact(5).take(8) {
         mutate(&mut segs, m);
     }
-    if segs.iter().flatten().any(|s| s.len() > naive::MAX_ORACLE_LEN) {
+    if segs
+        .iter()
+        .flatten()
+        .any(|s| s.len() > naive::MAX_ORACLE_LEN)
+    {
         return;
     }
     let want = expected(&segs, k.map(position_of));

@@ -17,13 +17,28 @@ const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Every record read; `ends` is where each one ends.
-    Clean { ends: Vec<usize> },
+    Clean {
+        ends: Vec<usize>,
+    },
     /// Records up to `offset`, then a torn tail.
-    Torn { ends: Vec<usize>, offset: usize, reason: &'static str },
-    Corrupt { ends: Vec<usize>, offset: usize, reason: &'static str },
+    Torn {
+        ends: Vec<usize>,
+        offset: usize,
+        reason: &'static str,
+    },
+    Corrupt {
+        ends: Vec<usize>,
+        offset: usize,
+        reason: &'static str,
+    },
     /// Torn header: the segment holds nothing.
-    TornHeader { reason: &'static str },
-    CorruptHeader { offset: usize, reason: &'static str },
+    TornHeader {
+        reason: &'static str,
+    },
+    CorruptHeader {
+        offset: usize,
+        reason: &'static str,
+    },
 }
 
 fn le32(b: &[u8]) -> usize {
@@ -56,10 +71,14 @@ fn complete_frame_after(rest: &[u8]) -> bool {
 
 pub fn header(bytes: &[u8], segment: u32) -> Result<(), Verdict> {
     if bytes.len() < HEADER {
-        return Err(Verdict::TornHeader { reason: "incomplete segment header" });
+        return Err(Verdict::TornHeader {
+            reason: "incomplete segment header",
+        });
     }
     if bytes.iter().all(|&b| b == 0) {
-        return Err(Verdict::TornHeader { reason: "zero-filled segment header" });
+        return Err(Verdict::TornHeader {
+            reason: "zero-filled segment header",
+        });
     }
     let bad = |offset, reason| Err(Verdict::CorruptHeader { offset, reason });
     if &bytes[..8] != b"KHJOURNL" {
@@ -86,8 +105,16 @@ pub fn frames(bytes: &[u8], start: usize) -> Verdict {
         if rest.is_empty() {
             return Verdict::Clean { ends };
         }
-        let torn = |ends, reason| Verdict::Torn { ends, offset: x, reason };
-        let corrupt = |ends, reason| Verdict::Corrupt { ends, offset: x, reason };
+        let torn = |ends, reason| Verdict::Torn {
+            ends,
+            offset: x,
+            reason,
+        };
+        let corrupt = |ends, reason| Verdict::Corrupt {
+            ends,
+            offset: x,
+            reason,
+        };
         if rest.len() < FRAME_HEADER {
             return torn(ends, "incomplete header");
         }

@@ -217,9 +217,6 @@ pub struct VersionJson<'a> {
     pub hash: &'a str,
     pub mode: u32,
     pub on_disk_from: Rfc3339,
-    /// On a file's last version in `history`: whether the disk holds exactly it now.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub on_disk_now: Option<bool>,
     pub on_disk_until: Option<Rfc3339>,
     pub origin: &'a str,
     pub path: &'a str,
@@ -262,15 +259,6 @@ impl OnDisk {
             OnDisk::Unknown | OnDisk::Matches => "(current)",
             OnDisk::Changed => "(changed on disk since)",
             OnDisk::Unreadable => "(cannot read it now)",
-        }
-    }
-
-    /// The `on_disk_now` JSON field: set on a file's last version only.
-    pub fn json(self) -> Option<bool> {
-        match self {
-            OnDisk::Unknown | OnDisk::Unreadable => None,
-            OnDisk::Matches => Some(true),
-            OnDisk::Changed => Some(false),
         }
     }
 }
@@ -327,7 +315,6 @@ impl<'a> VersionView<'a> {
             hash: self.hash_hex,
             mode: self.mode & 0o7777,
             on_disk_from,
-            on_disk_now: None,
             on_disk_until: self.on_disk_until.map(Rfc3339::from_ms),
             origin: self.origin,
             path: self.path,

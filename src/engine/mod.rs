@@ -399,10 +399,13 @@ impl Engine {
     /// Append a record; it reaches the catalog after the next `sync`.
     pub(crate) fn log(&mut self, rec: Record) -> Result<()> {
         if let Some(why) = &self.catalog_lost {
-            return Err(Error::integrity(format!(
-                "not recording more in this run: {why}; the next run rebuilds the catalog from \
-                 the journal"
-            )));
+            return Err(Error::Io {
+                context: format!(
+                    "not recording more in this run ({why}; the next run rebuilds the catalog \
+                     from the journal)"
+                ),
+                source: std::io::Error::from_raw_os_error(nix::libc::EIO),
+            });
         }
         let located = match self.journal.append(&rec) {
             Ok(l) => l,

@@ -19,12 +19,12 @@ pub fn honour(report: &mut AuditReport, h: Option<&Hardening>) -> Option<policy:
     let h = h?;
     let applied = policy::apply(h, report, &policy::today());
     for w in applied.expired() {
-        eprintln!(
-            "kubeharden: warning: {}: the waiver of {} expired on {}; it no longer counts",
+        crate::cli::output::say(format_args!(
+            "warning: {}: the waiver of {} expired on {}; it no longer counts",
             h.path.display(),
             w.check,
             w.expires.as_deref().unwrap_or("")
-        );
+        ));
     }
     Some(applied)
 }

@@ -69,9 +69,3 @@ pub fn lists(input: &[u8], container: Option<&str>) -> Result<Vec<ListView>, Man
     }
     Ok(out)
 }
-
-/// Whether a plain scalar in a flow list holding this byte could be read differently by some
-/// YAML parser (the editor quotes such items).
-pub fn is_flow_indicator(c: u8) -> bool {
-    super::render::is_flow_indicator(c)
-}

@@ -173,4 +173,24 @@ else
 fi
 kubeharden history kube-scheduler.yaml
 
+# 6. A failed recovery is logged at priority crit and does not keep the kubelet from starting:
+# damage a record before the journal's tail (integrity error, exit 6), restart the kubelet
+# (which pulls the recover unit in first), then put the state back.
+cp -a /var/lib/kubeharden /tmp/state-backup
+seg=$(ls /var/lib/kubeharden/journal/*.wal | head -n1)
+printf '\377' | dd of="$seg" bs=1 seek=40 conv=notrunc 2>/dev/null
+systemctl restart kubelet.service
+kubelet_active() { [ "$(systemctl is-active kubelet.service)" = active ]; }
+wait_for 120 kubelet_active && ok "the kubelet started after a failed recovery" ||
+  bad "the kubelet did not start after a failed recovery"
+crit_logged() {
+  journalctl -b --no-pager -p crit -u kubeharden-recover.service | grep -q 'kubeharden recover FAILED (exit 6'
+}
+wait_for 30 crit_logged && ok "the failed recovery was logged at priority crit" ||
+  bad "no crit line for the failed recovery"
+journalctl -b --no-pager -p crit -u kubeharden-recover.service | tail -n 2
+rm -rf /var/lib/kubeharden
+cp -a /tmp/state-backup /var/lib/kubeharden
+if kubeharden verify >/dev/null; then ok "state restored"; else bad "state not restored"; fi
+
 finish

@@ -27,11 +27,11 @@ pub fn hardening_for_apply(explicit: Option<&Path>) -> Result<Hardening> {
     match file::resolve(explicit)? {
         Some(h) => Ok(h),
         None => {
-            eprintln!(
-                "kubeharden: no hardening file at {}; applying the defaults (every automated \
+            crate::cli::output::say(format_args!(
+                "no hardening file at {}; applying the defaults (every automated \
                  check except the risky ones). 'kubeharden hardening init' writes the file",
                 file::default_path().display()
-            );
+            ));
             Ok(Hardening::defaults())
         }
     }
@@ -85,14 +85,14 @@ pub struct Converged {
 pub fn converge_locked(engine: &mut Engine, h: &Hardening, t: &Target) -> Result<Converged> {
     let p = converge::plan(h, t)?;
     for w in &p.plan.warnings {
-        eprintln!("kubeharden: warning: {w}");
+        crate::cli::output::say(format_args!("warning: {w}"));
     }
     for w in p.policy.expired() {
-        eprintln!(
-            "kubeharden: warning: the waiver of {} expired on {}; the check is enforced again",
+        crate::cli::output::say(format_args!(
+            "warning: the waiver of {} expired on {}; the check is enforced again",
             w.check,
             w.expires.as_deref().unwrap_or("")
-        );
+        ));
     }
     let out = if p.nothing_to_do() {
         remediate::Outcome::default()

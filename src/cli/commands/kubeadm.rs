@@ -135,7 +135,7 @@ pub fn kubeadm(ctx: &Ctx, a: KubeadmArgs) -> Result<Outcome> {
     failpoint::hit("kubeadm.snapshot_taken");
     let before_dirs = backup_dirs(&kd);
     let command = format!("kubeadm {}", a.args.join(" "));
-    eprintln!("kubeharden: running {command} (state lock held)");
+    crate::cli::output::say(format_args!("running {command} (state lock held)"));
     let t_kubeadm = std::time::Instant::now();
     let status = run_kubeadm(&bin, a.args, ctx.global.output == OutputFormat::Json)?;
     let kubeadm_ms = t_kubeadm.elapsed().as_millis() as u64;

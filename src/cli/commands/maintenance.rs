@@ -67,7 +67,12 @@ pub fn snapshot(ctx: &Ctx, manifests: &[String], reason: &str) -> Result<Outcome
             .map(crate::catalog::origin_name)
             .unwrap_or("unchanged");
         if o.recorded.is_some() || explicit {
-            text.push_str(&format!("{:<9}  v{:<4} {}\n", what, o.version, o.path));
+            text.push_str(&format!("{:<9}  v{:<4} {}", what, o.version, o.path));
+            // The drift unit's reason lands in the system journal beside the recorded version.
+            if o.recorded.is_some() && !reason.is_empty() {
+                text.push_str(&format!("  ({reason})"));
+            }
+            text.push('\n');
         }
         entries.push(json!({
             "path": o.path, "version": o.version, "hash": hash_hex(&o.state.hash),

@@ -276,7 +276,6 @@ impl Serialize for Rows<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(|r| {
             let mut j = r.view().json();
-            j.on_disk_now = r.disk.json();
             j.pruned = r.pruned;
             j
         }))
