@@ -8,7 +8,7 @@ use super::{now_ms, replace, Engine, Unrecovered};
 use crate::catalog::{TxnFile, TxnRow};
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
-use crate::journal::record::{FileIntent, Origin, Record, TxnId, TxnKind};
+use crate::journal::record::{FileIntent, FileState, Origin, Record, TxnId, TxnKind};
 use crate::journal::wal::TornTail;
 use std::path::{Path, PathBuf};
 
@@ -41,6 +41,16 @@ impl RecoveryReport {
             .filter(|r| r.action == "conflict")
             .collect()
     }
+}
+
+/// What a replay needs of the transaction being resolved.
+struct Replay<'a> {
+    txn: TxnId,
+    kind: TxnKind,
+    files: &'a [TxnFile],
+    states: &'a [OnDisk],
+    at_after: &'a [&'a TxnFile],
+    applied_at: i64,
 }
 
 enum OnDisk {
@@ -103,6 +113,8 @@ impl Unrecovered {
 }
 
 impl Engine {
+    /// One incomplete transaction, by phase: what each file holds now, then a conflict (third
+    /// content), a replay, an abort (nothing applied) or a revert.
     fn resolve(
         &mut self,
         t: &TxnRow,
@@ -112,6 +124,54 @@ impl Engine {
     ) -> Result<Resolved> {
         let txn = t.txn;
         let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+        let (states, strangers) = self.classify(txn, files)?;
+        let at = now_ms();
+        if !strangers.is_empty() {
+            return self.conflict(txn, at, paths, strangers);
+        }
+        let kind = kind_of(t);
+        let applied_at = t.applied_at.unwrap_or(t.started_at);
+        let at_after: Vec<&TxnFile> = files
+            .iter()
+            .zip(&states)
+            .filter(|(_, s)| matches!(s, OnDisk::After))
+            .map(|(f, _)| f)
+            .collect();
+        if policy == Policy::Replay {
+            let replay = Replay {
+                txn,
+                kind,
+                files,
+                states: &states,
+                at_after: &at_after,
+                applied_at,
+            };
+            return self.replay(replay, paths, gate);
+        }
+        if at_after.is_empty() {
+            return self.abort(txn, at, files, paths);
+        }
+        self.revert(
+            txn,
+            kind,
+            &at_after,
+            applied_at,
+            paths,
+            "incomplete at startup (policy revert)".into(),
+        )
+    }
+
+    /// What each file of `txn` holds now, once durable; the files holding neither side, with
+    /// their bytes when they are a regular file.
+    #[allow(clippy::type_complexity)]
+    fn classify<'f>(
+        &mut self,
+        txn: TxnId,
+        files: &'f [TxnFile],
+    ) -> Result<(
+        Vec<OnDisk>,
+        Vec<(&'f TxnFile, Option<(Vec<u8>, FileState)>)>,
+    )> {
         let mut states = Vec::new();
         let mut strangers = Vec::new();
         for f in files {
@@ -140,153 +200,169 @@ impl Engine {
             }
             states.push(s);
         }
-        let at = now_ms();
-        if !strangers.is_empty() {
-            // Neither before nor after: someone else wrote it. Keep their bytes, touch nothing.
-            let mut names = Vec::new();
-            let mut recorded = Vec::new();
-            for (f, now) in strangers {
-                names.push(f.path.clone());
-                if let Some((bytes, state)) = now {
-                    self.store.put(&bytes)?;
-                    self.log_version(f.path.clone(), state, Origin::External, 0, at, at)?;
-                    recorded.push(f.path.clone());
-                }
-            }
-            self.log(Record::Conflict {
-                txn,
-                at,
-                paths: names.clone(),
-            })?;
-            self.sync()?;
-            let kept = if recorded.len() == names.len() {
-                "left untouched and recorded as an external version".to_string()
-            } else if recorded.is_empty() {
-                "left untouched (not a regular file: nothing recorded)".to_string()
-            } else {
-                format!(
-                    "left untouched; {} recorded as an external version",
-                    recorded.join(", ")
-                )
-            };
-            return Ok(Resolved {
-                txn,
-                action: "conflict",
-                paths,
-                note: format!(
-                    "{} changed by someone else (neither the before nor the after content of \
-                     transaction {txn}); {kept}",
-                    names.join(", ")
-                ),
-            });
-        }
-        let kind = kind_of(t);
-        let applied_at = t.applied_at.unwrap_or(t.started_at);
-        let at_after: Vec<&TxnFile> = files
-            .iter()
-            .zip(&states)
-            .filter(|(_, s)| matches!(s, OnDisk::After))
-            .map(|(f, _)| f)
-            .collect();
-        if policy == Policy::Replay {
-            let mut befores = Vec::new();
-            let mut afters = Vec::new();
-            for f in files {
-                befores.push(self.store.get(&f.before.hash)?);
-                afters.push(self.store.get(&f.after.hash)?);
-            }
-            let intents: Vec<FileIntent> = files
-                .iter()
-                .map(|f| FileIntent {
-                    path: f.path.clone(),
-                    before: f.before,
-                    after: f.after,
-                })
-                .collect();
-            let targets: Vec<GateTarget> = intents
-                .iter()
-                .zip(afters.iter().zip(&befores))
-                .map(|(i, (a, b))| GateTarget {
-                    path: &i.path,
-                    bytes: a,
-                    previous: b,
-                })
-                .collect();
-            if let Some(g) = gate.as_mut() {
-                g.before_write(&targets);
-            }
-            let mut replay_err = None;
-            for ((f, s), bytes) in files.iter().zip(&states).zip(&afters) {
-                if matches!(s, OnDisk::Before) {
-                    if let Err(e) =
-                        replace::apply_state(self.fs(), Path::new(&f.path), bytes, &f.after)
-                    {
-                        replay_err = Some(format!("re-applying {} failed: {e}", f.path));
-                        break;
-                    }
-                }
-            }
-            let verdict = match (replay_err, gate.as_mut()) {
-                (Some(e), _) => Err(e),
-                (None, Some(g)) => g.check(&targets),
-                (None, None) => Ok(()),
-            };
-            match verdict {
-                Ok(()) => {
-                    let now = now_ms();
-                    for f in files {
-                        self.log_version(
-                            f.path.clone(),
-                            f.after,
-                            after_origin(kind),
-                            txn,
-                            now,
-                            if at_after.iter().any(|a| a.path == f.path) {
-                                applied_at
-                            } else {
-                                now
-                            },
-                        )?;
-                    }
-                    self.log(Record::Commit { txn, at: now })?;
-                    self.sync()
-                        .map_err(|e| self.unrecorded(e, txn, files, "replay"))?;
-                    return Ok(Resolved {
-                        txn,
-                        action: "replayed",
-                        paths,
-                        note: String::new(),
-                    });
-                }
-                Err(why) => {
-                    let all: Vec<&TxnFile> = files.iter().collect();
-                    return self.revert(txn, kind, &all, applied_at, paths, why);
-                }
+        Ok((states, strangers))
+    }
+
+    /// Neither before nor after: someone else wrote it. Keep their bytes, touch nothing.
+    #[allow(clippy::type_complexity)]
+    fn conflict(
+        &mut self,
+        txn: TxnId,
+        at: i64,
+        paths: Vec<String>,
+        strangers: Vec<(&TxnFile, Option<(Vec<u8>, FileState)>)>,
+    ) -> Result<Resolved> {
+        // Neither before nor after: someone else wrote it. Keep their bytes, touch nothing.
+        let mut names = Vec::new();
+        let mut recorded = Vec::new();
+        for (f, now) in strangers {
+            names.push(f.path.clone());
+            if let Some((bytes, state)) = now {
+                self.store.put(&bytes)?;
+                self.log_version(f.path.clone(), state, Origin::External, 0, at, at)?;
+                recorded.push(f.path.clone());
             }
         }
-        if at_after.is_empty() {
-            // A rollback cut short may have recorded the after version but not the before one
-            // that is back on disk: history must end at what the disk holds.
-            for f in files {
-                self.record_back_at_before(f, txn, at)?;
-            }
-            self.log(Record::Aborted { txn, at })?;
-            self.sync()?;
-            return Ok(Resolved {
-                txn,
-                action: "aborted",
-                paths,
-                note: "nothing had been applied".into(),
-            });
-        }
-        self.revert(
+        self.log(Record::Conflict {
+            txn,
+            at,
+            paths: names.clone(),
+        })?;
+        self.sync()?;
+        let kept = if recorded.len() == names.len() {
+            "left untouched and recorded as an external version".to_string()
+        } else if recorded.is_empty() {
+            "left untouched (not a regular file: nothing recorded)".to_string()
+        } else {
+            format!(
+                "left untouched; {} recorded as an external version",
+                recorded.join(", ")
+            )
+        };
+        Ok(Resolved {
+            txn,
+            action: "conflict",
+            paths,
+            note: format!(
+                "{} changed by someone else (neither the before nor the after content of \
+                 transaction {txn}); {kept}",
+                names.join(", ")
+            ),
+        })
+    }
+
+    /// Policy `replay`: re-apply the after content where the before is on disk, gate, commit;
+    /// unhealthy (or a failed write) reverts.
+    fn replay(
+        &mut self,
+        r: Replay,
+        paths: Vec<String>,
+        gate: &mut Option<&mut dyn Gate>,
+    ) -> Result<Resolved> {
+        let Replay {
             txn,
             kind,
-            &at_after,
+            files,
+            states,
+            at_after,
             applied_at,
+        } = r;
+        let mut befores = Vec::new();
+        let mut afters = Vec::new();
+        for f in files {
+            befores.push(self.store.get(&f.before.hash)?);
+            afters.push(self.store.get(&f.after.hash)?);
+        }
+        let intents: Vec<FileIntent> = files
+            .iter()
+            .map(|f| FileIntent {
+                path: f.path.clone(),
+                before: f.before,
+                after: f.after,
+            })
+            .collect();
+        let targets: Vec<GateTarget> = intents
+            .iter()
+            .zip(afters.iter().zip(&befores))
+            .map(|(i, (a, b))| GateTarget {
+                path: &i.path,
+                bytes: a,
+                previous: b,
+            })
+            .collect();
+        if let Some(g) = gate.as_mut() {
+            g.before_write(&targets);
+        }
+        let mut replay_err = None;
+        for ((f, s), bytes) in files.iter().zip(states).zip(&afters) {
+            if matches!(s, OnDisk::Before) {
+                if let Err(e) = replace::apply_state(self.fs(), Path::new(&f.path), bytes, &f.after)
+                {
+                    replay_err = Some(format!("re-applying {} failed: {e}", f.path));
+                    break;
+                }
+            }
+        }
+        let verdict = match (replay_err, gate.as_mut()) {
+            (Some(e), _) => Err(e),
+            (None, Some(g)) => g.check(&targets),
+            (None, None) => Ok(()),
+        };
+        match verdict {
+            Ok(()) => {
+                let now = now_ms();
+                for f in files {
+                    self.log_version(
+                        f.path.clone(),
+                        f.after,
+                        after_origin(kind),
+                        txn,
+                        now,
+                        if at_after.iter().any(|a| a.path == f.path) {
+                            applied_at
+                        } else {
+                            now
+                        },
+                    )?;
+                }
+                self.log(Record::Commit { txn, at: now })?;
+                self.sync()
+                    .map_err(|e| self.unrecorded(e, txn, files, "replay"))?;
+                Ok(Resolved {
+                    txn,
+                    action: "replayed",
+                    paths,
+                    note: String::new(),
+                })
+            }
+            Err(why) => {
+                let all: Vec<&TxnFile> = files.iter().collect();
+                self.revert(txn, kind, &all, applied_at, paths, why)
+            }
+        }
+    }
+
+    /// Nothing had been applied: every file holds its before content.
+    fn abort(
+        &mut self,
+        txn: TxnId,
+        at: i64,
+        files: &[TxnFile],
+        paths: Vec<String>,
+    ) -> Result<Resolved> {
+        // A rollback cut short may have recorded the after version but not the before one
+        // that is back on disk: history must end at what the disk holds.
+        for f in files {
+            self.record_back_at_before(f, txn, at)?;
+        }
+        self.log(Record::Aborted { txn, at })?;
+        self.sync()?;
+        Ok(Resolved {
+            txn,
+            action: "aborted",
             paths,
-            "incomplete at startup (policy revert)".into(),
-        )
+            note: "nothing had been applied".into(),
+        })
     }
 
     /// Write the before content back over every file now at its after content (or at anything
