@@ -6,38 +6,14 @@
 
 #[path = "../fuzz/fuzz_targets/naive.rs"]
 mod naive;
+#[path = "../fuzz/fuzz_targets/real_verdict.rs"]
+mod real_verdict;
 
 use kubeharden::journal::format::SEGMENT_HEADER_LEN;
-use kubeharden::journal::reader::{
-    check_segment_header, HeaderProblem, ReadOutcome, SegmentReader,
-};
+use kubeharden::journal::reader::{check_segment_header, HeaderProblem};
 use naive::Verdict;
+use real_verdict::real_frames;
 use std::path::Path;
-
-fn real_frames(bytes: &[u8], start: usize) -> Verdict {
-    let mut reader = SegmentReader::new(bytes, start as u64);
-    let mut ends = Vec::new();
-    loop {
-        match reader.next() {
-            Ok(ReadOutcome::Record(d)) => ends.push((d.offset + d.len) as usize),
-            Ok(ReadOutcome::End) => return Verdict::Clean { ends },
-            Ok(ReadOutcome::TornTail { offset, reason, .. }) => {
-                return Verdict::Torn {
-                    ends,
-                    offset: offset as usize,
-                    reason,
-                }
-            }
-            Err(c) => {
-                return Verdict::Corrupt {
-                    ends,
-                    offset: c.offset as usize,
-                    reason: c.reason,
-                }
-            }
-        }
-    }
-}
 
 fn real_segment(bytes: &[u8]) -> Verdict {
     match check_segment_header(bytes, 1) {

@@ -8,6 +8,7 @@
 #![no_main]
 
 mod naive;
+mod real_verdict;
 
 use kubeharden::journal::format::{
     decode_payload, encode_payload, encode_record, record_checksum, SEGMENT_HEADER_LEN,
@@ -17,6 +18,7 @@ use kubeharden::journal::reader::{
 };
 use libfuzzer_sys::fuzz_target;
 use naive::Verdict;
+use real_verdict::real_frames;
 
 fn read_all(bytes: &[u8], start: u64) {
     let mut reader = SegmentReader::new(bytes, start);
@@ -49,31 +51,6 @@ fn read_all(bytes: &[u8], start: u64) {
     }
 }
 
-/// The real reader's verdict, in the oracle's terms.
-fn real_frames(bytes: &[u8], start: usize) -> Verdict {
-    let mut reader = SegmentReader::new(bytes, start as u64);
-    let mut ends = Vec::new();
-    loop {
-        match reader.next() {
-            Ok(ReadOutcome::Record(d)) => ends.push((d.offset + d.len) as usize),
-            Ok(ReadOutcome::End) => return Verdict::Clean { ends },
-            Ok(ReadOutcome::TornTail { offset, reason, .. }) => {
-                return Verdict::Torn {
-                    ends,
-                    offset: offset as usize,
-                    reason,
-                }
-            }
-            Err(c) => {
-                return Verdict::Corrupt {
-                    ends,
-                    offset: c.offset as usize,
-                    reason: c.reason,
-                }
-            }
-        }
-    }
-}
 
 fn real_segment(bytes: &[u8], n: u32) -> Verdict {
     match check_segment_header(bytes, n) {
